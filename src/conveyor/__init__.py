@@ -1,0 +1,7 @@
+"""Conveyor: continuous delivery of machine-learning models."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""Rows, transactions, migrations and the audit chain, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from conveyor.store.metadata import schema
+from conveyor.store.metadata.audit import AuditEvent, ChainReport, verify_chain
+from conveyor.store.metadata.migrations_runner import HEAD_REVISION, upgrade
+from conveyor.store.metadata.rows import insert_ignore
+from conveyor.store.metadata.store import MetadataStore, Tx
+
+__all__ = [
+    "HEAD_REVISION",
+    "AuditEvent",
+    "ChainReport",
+    "MetadataStore",
+    "Tx",
+    "insert_ignore",
+    "schema",
+    "upgrade",
+    "verify_chain",
+]

@@ -1,0 +1,299 @@
+"""The tables of the metadata store (DESIGN.md, "The data model").
+
+SQLAlchemy Core, not the ORM: services read and write rows as plain tuples and dicts, which
+keeps listing thousands of runs cheap (building ORM objects is where other trackers spend time).
+The Alembic migrations under ``migrations/`` create exactly these tables; a test compares them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "UTCDateTime",
+    "alert",
+    "approval",
+    "artifact",
+    "audit_event",
+    "dataset_version",
+    "deployment",
+    "evaluation",
+    "feature_definition",
+    "gate_result",
+    "incident",
+    "metadata",
+    "model",
+    "model_version",
+    "principal",
+    "run",
+    "run_input",
+    "run_output",
+    "stage_history",
+    "token",
+]
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the metadata store; use core.clock.utcnow()")
+        value = value.astimezone(dt.UTC)
+        # SQLite stores text; keep it naive-UTC there so ordering by text is ordering by time.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _at(name: str = "created_at") -> sa.Column[dt.datetime]:
+    return sa.Column(name, UTCDateTime(), nullable=False)
+
+
+artifact = sa.Table(
+    "artifact",
+    metadata,
+    sa.Column("digest", sa.String(80), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("media_type", sa.String(128), nullable=False),
+    sa.Column("uri", sa.Text, nullable=False),
+    _at(),
+)
+
+dataset_version = sa.Table(
+    "dataset_version",
+    metadata,
+    sa.Column("id", sa.String(80), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("schema_digest", sa.String(80)),
+    sa.Column("stats", JSON),
+    sa.Column("source_uri", sa.Text, nullable=False),
+    _at(),
+)
+
+feature_definition = sa.Table(
+    "feature_definition",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(80), primary_key=True),
+    sa.Column("entity", sa.String(128), nullable=False),
+    sa.Column("dtype", sa.String(32), nullable=False),
+    sa.Column("owner", sa.String(128)),
+    _at(),
+)
+
+run = sa.Table(
+    "run",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("pipeline_run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("pipeline", sa.String(128), nullable=False),
+    sa.Column("step", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params", JSON, nullable=False),
+    sa.Column("code_digest", sa.String(80), nullable=False),
+    sa.Column("env_digest", sa.String(80), nullable=False),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("cache_key", sa.String(80), nullable=False, index=True),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime()),
+    sa.Index("ix_run_pipeline_started_at", "pipeline", "started_at"),
+)
+
+
+def _edge(name: str) -> sa.Table:
+    # kind: "artifact" | "dataset" | "feature" | "file" | "model_version"; ref: its identifier.
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("run_id", sa.String(32), sa.ForeignKey("run.id"), primary_key=True),
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("ref", sa.String(512), nullable=False),
+        sa.Index(f"ix_{name}_kind_ref", "kind", "ref"),
+    )
+
+
+run_input = _edge("run_input")
+run_output = _edge("run_output")
+
+model = sa.Table(
+    "model",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    _at(),
+)
+
+model_version = sa.Table(
+    "model_version",
+    metadata,
+    sa.Column("model", sa.String(128), sa.ForeignKey("model.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("artifact_digest", sa.String(80), nullable=False, index=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("run.id")),
+    sa.Column("metrics", JSON, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    _at(),
+    sa.UniqueConstraint("model", "artifact_digest"),
+)
+
+evaluation = sa.Table(
+    "evaluation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("dataset_version", sa.String(80), nullable=False),
+    sa.Column("metrics", JSON, nullable=False),
+    sa.Column("slices", JSON),
+    sa.Column("baseline_version", sa.Integer),
+    _at(),
+    sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
+    sa.Index("ix_evaluation_model_version", "model", "version"),
+)
+
+gate_result = sa.Table(
+    "gate_result",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("check", sa.String(256), nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("observed", sa.Float),
+    sa.Column("threshold", sa.Float),
+    sa.Column("details", JSON),
+    _at(),
+    sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
+    sa.Index("ix_gate_result_model_version", "model", "version"),
+)
+
+approval = sa.Table(
+    "approval",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("user", sa.String(128), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text),
+    _at(),
+    sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
+)
+
+stage_history = sa.Table(
+    "stage_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
+    sa.Index("ix_stage_history_model_version", "model", "version"),
+)
+
+deployment = sa.Table(
+    "deployment",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False, index=True),
+    sa.Column("stable_version", sa.Integer),
+    sa.Column("candidate_version", sa.Integer),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("weights", JSON, nullable=False),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("analysis", JSON),
+    _at(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+alert = sa.Table(
+    "alert",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(128), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("labels", JSON),
+)
+
+incident = sa.Table(
+    "incident",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(128)),
+    sa.Column("evidence", JSON),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("resolved_at", UTCDateTime()),
+)
+
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False, index=True),
+    sa.Column("target", sa.String(512), nullable=False, index=True),
+    # Canonical JSON text, kept byte for byte: the hash covers exactly these characters.
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(80), nullable=False),
+    sa.Column("hash", sa.String(80), nullable=False),
+)
+
+principal = sa.Table(
+    "principal",
+    metadata,
+    sa.Column("user", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    _at(),
+)
+
+token = sa.Table(
+    "token",
+    metadata,
+    sa.Column("hash", sa.String(80), primary_key=True),
+    sa.Column("user", sa.String(128), sa.ForeignKey("principal.user"), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
+    _at(),
+)

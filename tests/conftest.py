@@ -1,0 +1,72 @@
+"""Fixtures shared by every suite: stores on each backend, and a throwaway project folder.
+
+The PostgreSQL backend uses the server that ``make test`` starts (``scripts/services.sh``),
+found through ``CONVEYOR_TEST_PG_URL``. Each test gets an empty schema.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from conveyor.store.artifacts import LocalArtifactStore
+from conveyor.store.metadata import MetadataStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+PG_URL_VAR = "CONVEYOR_TEST_PG_URL"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def postgres_url() -> str:
+    url = os.environ.get(PG_URL_VAR)
+    if not url:
+        pytest.fail(
+            f"{PG_URL_VAR} is not set: run the suite with `make test` (it starts PostgreSQL), "
+            "or deselect with -m 'not postgres'"
+        )
+    return url
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata-store URL for an empty database, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'metadata.db'}"
+    url = postgres_url()
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def metadata_store(store_url: str) -> Iterator[MetadataStore]:
+    """A migrated, empty metadata store on each backend."""
+    store = MetadataStore.open(store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[MetadataStore]:
+    """A migrated, empty SQLite metadata store, for tests that are not about the backend."""
+    store = MetadataStore.open(f"sqlite:///{tmp_path / 'metadata.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def artifact_store(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
