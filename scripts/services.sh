@@ -117,7 +117,8 @@ ensure_os_user() {
 # Serialises concurrent invocations (parallel CI jobs, pytest-xdist workers) on one state dir.
 take_lock() {
     mkdir -p "$state_dir" || die "cannot create state directory '$state_dir'"
-    exec 9>>"$state_dir/.lock" || die "cannot write '$state_dir/.lock'; is '$state_dir' yours?"
+    { exec 9>>"$state_dir/.lock"; } 2>/dev/null ||
+        die "cannot write '$state_dir/.lock'; if '$state_dir' belongs to another user, set CONVEYOR_SERVICES_DIR to a directory of your own"
     flock -w 60 9 || die "another services.sh has held '$state_dir/.lock' for 60 s"
 }
 
@@ -134,7 +135,9 @@ port_in_use() {
 }
 
 last_log_error() {
-    grep -E 'FATAL|PANIC|ERROR' "$pg_log" 2>/dev/null | tail -n 1 || true
+    local line
+    line=$(grep -E 'FATAL|PANIC|ERROR' "$pg_log" 2>/dev/null | tail -n 1) || true
+    echo "${line:-no error line in the log}"
 }
 
 init_cluster() {
@@ -203,7 +206,7 @@ cmd_start() {
         say "postgres already running (pid $pid) on 127.0.0.1:$pg_port"
     else
         if port_in_use; then
-            die "127.0.0.1:$pg_port is already in use by another process; stop it or set CONVEYOR_PG_PORT to a free port"
+            die "127.0.0.1:$pg_port is already in use by another process (see: ss -ltnp 'sport = :$pg_port'); stop it or set CONVEYOR_PG_PORT to a free port"
         fi
         init_cluster
         say "starting postgres ($pg_bin) on 127.0.0.1:$pg_port"

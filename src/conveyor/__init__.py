@@ -1,7 +1,33 @@
-"""Conveyor: continuous delivery of machine-learning models."""
+"""Conveyor: continuous delivery of machine-learning models.
+
+The names users' code needs are importable from here: ``from conveyor import Model, Pipeline,
+step``. They are loaded on first use, so importing :mod:`conveyor` (and running
+``conveyor --help``) stays fast.
+"""
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.packaging import Model
+    from conveyor.pipeline import Pipeline, step
+
+__all__ = ["Model", "Pipeline", "__version__", "step"]
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Model": "conveyor.packaging",
+    "Pipeline": "conveyor.pipeline",
+    "step": "conveyor.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

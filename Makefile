@@ -1,0 +1,54 @@
+# Conveyor: `make demo` and `make test` work on a fresh machine. Each creates the virtual
+# environment and installs what it needs; `make test` also starts the services its tests use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SERVICES := scripts/services.sh
+DEMO_DIR ?= demo-work
+
+.PHONY: setup demo test unit lint typecheck services services-stop bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	@rm -rf $(DEMO_DIR)
+	$(BIN)/conveyor demo --dir $(DEMO_DIR)
+
+services:
+	bash $(SERVICES) start
+
+services-stop:
+	bash $(SERVICES) stop
+
+lint: setup
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+# The whole suite: unit, integration (SQLite, PostgreSQL, S3 API, real servers) and end to end.
+test: setup lint typecheck services
+	eval "$$(bash $(SERVICES) env)" && $(BIN)/python -m pytest -q tests examples/churn/tests
+
+# Fast loop while developing: no services, no PostgreSQL tests.
+unit: setup
+	$(BIN)/python -m pytest -q -m "not postgres" tests/unit
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+bench-quick: setup
+	$(BIN)/python bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

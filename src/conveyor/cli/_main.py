@@ -1,0 +1,122 @@
+"""The entry point: the command group, logging set-up, and the one map from errors to exit codes.
+
+Exit codes (CI depends on them): 0 ok, 1 a gate or check failed, 2 usage or configuration
+error, 3 infrastructure unavailable. Conveyor's own errors print one line, ``error: ...``; only
+a bug prints a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from conveyor import __version__
+from conveyor.core.env import CONVEYOR_LOG_LEVEL
+from conveyor.core.errors import ConveyorError, ExitCode
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["cli", "main"]
+
+# Subcommands are imported only when invoked (or when --help lists them), so that starting the
+# CLI never pays for pandas, scikit-learn or the web stack.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("conveyor.cli.audit", "audit"),
+    "demo": ("conveyor.cli.demo", "demo"),
+    "model": ("conveyor.cli.model", "model"),
+    "promote": ("conveyor.cli.model", "promote"),
+    "rollback": ("conveyor.cli.model", "rollback"),
+    "run": ("conveyor.cli.run", "run"),
+    "serve": ("conveyor.cli.serve", "serve"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        import importlib
+
+        module, attr = target
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="conveyor")
+@click.option(
+    "-C",
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Project folder (holding conveyor.yaml); default: found from the current folder up.",
+)
+@click.option("--store", default=None, help="Metadata store URL (overrides CONVEYOR_STORE).")
+@click.option(
+    "--artifacts", default=None, help="Artifact store location (overrides CONVEYOR_ARTIFACTS)."
+)
+@click.pass_context
+def cli(
+    ctx: click.Context, project_dir: str | None, store: str | None, artifacts: str | None
+) -> None:
+    """Conveyor: continuous delivery of machine-learning models.
+
+    \b
+    conveyor run                          run the pipeline (cached steps skipped), register
+    conveyor model list [MODEL]           models, versions and stages
+    conveyor promote MODEL VERSION --to   promote through the gates of policies.yaml
+    conveyor rollback MODEL               put the previous production version back at once
+    conveyor serve                        Open Inference Protocol v2 server for production versions
+    conveyor audit verify                 check the tamper-evident audit trail
+    conveyor demo                         the whole path, end to end, on the bundled example
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["project_dir"] = project_dir
+    ctx.obj["overrides"] = {"store": store, "artifacts": artifacts}
+
+
+def _configure_logging() -> None:
+    level = os.environ.get(CONVEYOR_LOG_LEVEL, "WARNING").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return (and exit with) the documented exit code."""
+    _configure_logging()
+    code = _invoke(list(argv) if argv is not None else sys.argv[1:])
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _invoke(args: list[str]) -> int:
+    try:
+        result: Any = cli.main(args=args, prog_name="conveyor", standalone_mode=False)
+    except ConveyorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return int(ExitCode.USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    # standalone_mode=False returns the exit code for --help/--version as an int.
+    return int(result) if isinstance(result, int) else int(ExitCode.OK)

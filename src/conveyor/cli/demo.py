@@ -1,0 +1,383 @@
+"""``conveyor demo``: the whole delivery path, end to end, on the bundled churn example.
+
+It works in a fresh folder, as a user would: generate data, run the pipeline (twice: the second
+run is all cached), promote v1, serve it and send real requests, retrain on a drifted month and
+watch the gate stop it, retrain on both months and promote, then roll back and prove the server
+answers with v1's exact predictions again, and verify the audit trail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from conveyor.cli._common import console
+from conveyor.core.env import (
+    CONVEYOR_ARTIFACTS,
+    CONVEYOR_CONFIG,
+    CONVEYOR_PROJECT_DIR,
+    CONVEYOR_STORE,
+    CONVEYOR_USER,
+)
+from conveyor.core.errors import CheckFailedError, InfrastructureError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import httpx
+    import pandas as pd
+    from rich.console import Console
+
+    from conveyor.project import Project
+
+__all__ = ["demo"]
+
+_MODEL = "churn"
+_ROWS = 20_000
+_SERVER_DEADLINE_S = 60.0
+
+
+def find_example(explicit: Path | None) -> Path:
+    """The bundled example project: ``--example``, else ``examples/churn`` above the package."""
+    if explicit is not None:
+        candidates = [explicit]
+    else:
+        here = Path(__file__).resolve()
+        candidates = [p / "examples" / "churn" for p in here.parents]
+    for candidate in candidates:
+        if (candidate / "conveyor.yaml").is_file():
+            return candidate
+    raise UsageError(
+        "cannot find the example project (examples/churn with a conveyor.yaml)",
+        hint="run from a Conveyor source checkout, or pass --example PATH",
+    )
+
+
+@click.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to build the demo in (must be empty or absent); default: a new temporary folder.",
+)
+@click.option(
+    "--example",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The example project to copy (default: examples/churn of this checkout).",
+)
+def demo(workdir: Path | None, example: Path | None) -> None:
+    """Run the whole path end to end on the bundled churn example, telling the story."""
+    source = find_example(example)
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
+    elif workdir.exists() and any(workdir.iterdir()):
+        raise UsageError(
+            f"demo folder {workdir} is not empty", hint="pass an empty or new --dir, or omit it"
+        )
+    out = console()
+    started = time.perf_counter()
+    _Story(out, source, workdir.resolve()).tell()
+    out.print(
+        f"\n[bold green]demo complete[/bold green] in {time.perf_counter() - started:.1f} s"
+        f" — the project is in {workdir}"
+    )
+
+
+class _Story:
+    def __init__(self, out: Console, source: Path, root: Path) -> None:
+        self.out = out
+        self.source = source
+        self.root = root
+        self.chapter = 0
+
+    def title(self, text: str) -> None:
+        self.chapter += 1
+        self.out.print(f"\n[bold]{self.chapter}. {text}[/bold]")
+
+    def say(self, text: str) -> None:
+        self.out.print(f"   {text}")
+
+    def tell(self) -> None:
+        from conveyor.project import open_project
+
+        self.title(f"A fresh project in {self.root}")
+        self._scaffold()
+        self._generate_data()
+        # Isolate the demo from the caller's environment: its stores live in its own folder.
+        for var in (CONVEYOR_STORE, CONVEYOR_ARTIFACTS, CONVEYOR_CONFIG, CONVEYOR_PROJECT_DIR):
+            os.environ.pop(var, None)
+        os.environ.setdefault(CONVEYOR_USER, "demo-scientist")
+        with open_project(self.root) as project:
+            self._story(project)
+
+    def _story(self, project: Project) -> None:
+        from conveyor.project import rollback, verify_audit
+
+        self.title("Run the pipeline: ingest -> validate -> split -> train -> evaluate -> register")
+        v1 = self._run(project)
+        self.title("Run it again with nothing changed")
+        self._run(project)
+
+        self.title(f"Promote v{v1} to production through the gates of policies.yaml")
+        self._promote(project, v1, expect_pass=True)
+
+        self.title("Serve production over the Open Inference Protocol v2, send real requests")
+        with self._server() as client:
+            rows = self._eval_rows(5)
+            first = self._infer(client, rows, expect_version=v1)
+            self._show_predictions(first, rows)
+
+            self.title("February's data has drifted; retrain on it (only data-dependent steps run)")
+            self._set_param("data_path", "data/2026-02.csv")
+            v2 = self._run(project)
+            self.title(f"Try to promote v{v2}: the relative gate compares it with production v{v1}")
+            self._promote(project, v2, expect_pass=False)
+            self._infer(client, rows, expect_version=v1)
+            self.say(f"the server still answers with v{v1}: nothing moved")
+
+            self.title("Retrain on January and February together")
+            self._set_param("data_path", "data/2026-01-02.csv")
+            v3 = self._run(project)
+            self._promote(project, v3, expect_pass=True)
+            third = self._infer(client, rows, expect_version=v3)
+            self.say(
+                f"the server switched to v{v3} without a restart: {third['model_version']} answered"
+            )
+
+            self.title("An incident: roll back at once")
+            result = rollback(project, model=_MODEL, actor="demo-oncall", reason="demo incident")
+            self.say(f"production rolled back from v{result.from_version} to v{result.to_version}")
+            back = self._infer(client, rows, expect_version=v1)
+            if back["outputs"] != first["outputs"]:
+                raise InfrastructureError("after the rollback the answers differ from v1's")
+            self.say(f"the server answers with v{v1} again, with exactly v{v1}'s predictions")
+
+        self.title("Verify the audit trail")
+        report = verify_audit(project)
+        if not report.ok:
+            raise InfrastructureError(f"audit chain broken at event {report.broken_seq}")
+        self.say(
+            f"{report.events} events, every hash link intact (`conveyor audit log` lists them)"
+        )
+
+    # -- steps of the story -------------------------------------------------------------------
+
+    def _scaffold(self) -> None:
+        ignore = shutil.ignore_patterns("__pycache__", ".conveyor", "*.csv", ".pytest_cache")
+        shutil.copytree(self.source, self.root, dirs_exist_ok=True, ignore=ignore)
+        self.say(
+            "copied the example: training/, inference/, data/, tests/, conveyor.yaml, policies.yaml"
+        )
+
+    def _generate_data(self) -> None:
+        script = self.root / "data" / "generate.py"
+        spec = importlib.util.spec_from_file_location("_demo_generate", script)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"cannot load {self.root / 'data' / 'generate.py'}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        data = self.root / "data"
+        jan = module.generate("2026-01", _ROWS, 7, drift=False)
+        feb = module.generate("2026-02", _ROWS, 8, drift=True)
+        holdout = module.generate("2026-01", _ROWS // 4, 9, drift=False)
+        jan.to_csv(data / "2026-01.csv", index=False)
+        feb.to_csv(data / "2026-02.csv", index=False)
+        holdout.to_csv(data / "eval-2026-01.csv", index=False)
+        import pandas as pd
+
+        pd.concat([jan, feb], ignore_index=True).to_csv(data / "2026-01-02.csv", index=False)
+        self.say(
+            f"generated January ({_ROWS} rows), a drifted February ({_ROWS} rows) and a "
+            "January hold-out for evaluation"
+        )
+
+    def _run(self, project: Project) -> int:
+        from conveyor.project import run
+
+        statuses: list[str] = []
+
+        def on_event(event: Any) -> None:
+            statuses.append(event.status)
+            style = {"ran": "green", "cached": "cyan"}.get(event.status, "red")
+            self.say(
+                f"[{style}]{event.status:>7}[/{style}]  {event.name:<12} "
+                f"{event.duration_s * 1000:7.1f} ms"
+            )
+
+        started = time.perf_counter()
+        project.config = _reload(project)
+        report = run(project, actor="demo-scientist", on_event=on_event)
+        elapsed = time.perf_counter() - started
+        assert report.version is not None
+        v = report.version
+        cached = statuses.count("cached")
+        note = "registered" if report.created else "unchanged: already"
+        self.say(
+            f"{len(statuses)} steps, {cached} cached, {elapsed:.2f} s; model {v.model} "
+            f"{note} v{v.version} ({v.stage}); roc_auc={v.metrics.get('roc_auc', float('nan')):.4f}"
+        )
+        return v.version
+
+    def _promote(self, project: Project, version: int, *, expect_pass: bool) -> None:
+        from conveyor.project import promote
+
+        try:
+            result = promote(
+                project,
+                model=_MODEL,
+                version=version,
+                to="production",
+                actor="demo-reviewer",
+                reason="demo",
+            )
+        except CheckFailedError as exc:
+            if expect_pass:
+                raise
+            for check in exc.details.get("checks", []):
+                mark = "[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]"
+                self.say(
+                    f"{mark}  {check['check']:<44} observed {_fmt(check.get('observed'))}"
+                    f"  threshold {_fmt(check.get('threshold'))}"
+                )
+            self.say(f"[red]v{version} stays where it is:[/red] {exc.message}")
+            return
+        if not expect_pass:
+            raise InfrastructureError(f"v{version} passed gates the demo expected it to fail")
+        for check in result.checks:
+            self.say(
+                f"[green]pass[/green]  {check.check:<44} observed {_fmt(check.observed)}"
+                f"  threshold {_fmt(check.threshold)}"
+            )
+        self.say(f"v{version}: {result.from_stage} -> [bold green]{result.to_stage}[/bold green]")
+
+    def _set_param(self, key: str, value: str) -> None:
+        import yaml
+
+        path = self.root / "conveyor.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["params"][key] = value
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.say(f"conveyor.yaml: params.{key} = {value}")
+
+    def _eval_rows(self, n: int) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_csv(self.root / "data" / "eval-2026-01.csv", nrows=n)
+
+    @contextlib.contextmanager
+    def _server(self) -> Iterator[httpx.Client]:
+        import httpx
+
+        port = _free_port()
+        env = {**os.environ, CONVEYOR_PROJECT_DIR: str(self.root)}
+        cmd = [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "serve",
+            "--port",
+            str(port),
+            "--poll-interval",
+            "0.2",
+        ]
+        log = (self.root / ".conveyor" / "server.log").open("wb")
+        proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=base, timeout=10.0) as client:
+                _wait_ready(client, proc, self.root / ".conveyor" / "server.log")
+                self.say(f"`conveyor serve` is up at {base} (pid {proc.pid})")
+                self.client_meta = client.get(f"/v2/models/{_MODEL}").json()
+                yield client
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+    def _infer(self, client: httpx.Client, rows: pd.DataFrame, *, expect_version: int) -> Any:
+        body = {
+            "inputs": [
+                {
+                    "name": spec["name"],
+                    "datatype": spec["datatype"],
+                    "shape": [len(rows)],
+                    "data": rows[spec["name"]].tolist(),
+                }
+                for spec in self.client_meta["inputs"]
+            ]
+        }
+        # The server notices a stage change within its poll interval; wait for it, bounded.
+        deadline = time.monotonic() + 15
+        while True:
+            response = client.post(f"/v2/models/{_MODEL}/infer", json=body)
+            if response.status_code != 200:
+                raise InfrastructureError(
+                    f"server answered {response.status_code}: {response.text}"
+                )
+            answer = response.json()
+            if answer["model_version"] == str(expect_version):
+                return answer
+            if time.monotonic() > deadline:
+                raise InfrastructureError(
+                    f"server still answers with v{answer['model_version']}, expected v{expect_version}"
+                )
+            time.sleep(0.05)
+
+    def _show_predictions(self, answer: Any, rows: pd.DataFrame) -> None:
+        outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+        proba = outputs.get("predict_proba") or outputs.get("predict") or []
+        for customer, p in zip(rows["customer_id"], proba, strict=False):
+            self.say(f"customer {customer}: churn probability {float(p):.3f}")
+        self.say(f"answered by {answer['model_name']} v{answer['model_version']}")
+
+
+def _reload(project: Project) -> Any:
+    from conveyor.core.config import load_config
+
+    return load_config(project.config.root)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + _SERVER_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise InfrastructureError(
+                f"the server exited with code {proc.returncode}: {' '.join(tail)}"
+            )
+        with contextlib.suppress(httpx.TransportError):
+            if client.get("/v2/health/ready").status_code == 200:
+                return
+        time.sleep(0.1)
+    raise InfrastructureError(
+        f"the server was not ready within {_SERVER_DEADLINE_S:.0f} s; see {log}"
+    )

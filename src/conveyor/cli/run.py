@@ -1,0 +1,78 @@
+"""``conveyor run``: run the pipeline, skipping cached steps, and register the model."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from conveyor.cli._common import console, open_from_context
+from conveyor.core.identity import current_user
+
+__all__ = ["run"]
+
+_STYLE = {"ran": "green", "cached": "cyan", "failed": "red"}
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Re-run every step even if its cache key matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def run(ctx: click.Context, force: bool, as_json: bool) -> None:
+    """Run the project's pipeline; a step whose inputs, code, params and env are unchanged is
+    skipped. If conveyor.yaml has a `model:` section, the model is packaged and registered."""
+    from conveyor.project import run as run_project
+
+    out = console()
+
+    def on_event(event: object) -> None:
+        if as_json:
+            return
+        name = getattr(event, "name", "?")
+        status = getattr(event, "status", "?")
+        duration = getattr(event, "duration_s", 0.0)
+        style = _STYLE.get(status, "white")
+        out.print(f"  [{style}]{status:>7}[/{style}]  {name:<24} {duration * 1000:8.1f} ms")
+
+    with open_from_context(ctx) as project:
+        if not as_json:
+            out.print(f"[bold]pipeline[/bold] {project.config.pipeline}  ({project.config.root})")
+        report = run_project(project, actor=current_user(), force=force, on_event=on_event)
+    steps = report.pipeline.steps
+    cached = sum(1 for s in steps if s.status == "cached")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "pipeline_run_id": report.pipeline.pipeline_run_id,
+                    "steps": [
+                        {
+                            "name": s.name,
+                            "status": s.status,
+                            "duration_s": s.duration_s,
+                            "cache_key": s.cache_key,
+                            "output_digest": s.output_digest,
+                        }
+                        for s in steps
+                    ],
+                    "model": None
+                    if report.version is None
+                    else {
+                        "name": report.version.model,
+                        "version": report.version.version,
+                        "created": report.created,
+                        "artifact_digest": report.version.artifact_digest,
+                    },
+                },
+                indent=2,
+            )
+        )
+        return
+    summary = f"{len(steps)} steps: {len(steps) - cached} ran, {cached} cached"
+    out.print(f"[bold]{summary}[/bold]" + ("  (nothing changed)" if cached == len(steps) else ""))
+    if report.version is not None:
+        v = report.version
+        verb = "registered" if report.created else "unchanged, already registered as"
+        out.print(
+            f"model [bold]{v.model}[/bold] {verb} version [bold]{v.version}[/bold] ({v.stage})"
+        )

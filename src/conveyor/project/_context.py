@@ -1,0 +1,42 @@
+"""Opening a project: its configuration and the two stores it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from conveyor.core.config import Config, load_config
+from conveyor.store.artifacts import ArtifactStore, open_artifact_store
+from conveyor.store.metadata import MetadataStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["Project", "open_project"]
+
+
+@dataclass
+class Project:
+    """A loaded configuration with its metadata and artifact stores open."""
+
+    config: Config
+    metadata: MetadataStore
+    artifacts: ArtifactStore
+
+    def close(self) -> None:
+        self.metadata.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_project(
+    project_dir: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Project:
+    """Load ``conveyor.yaml`` (with environment and flag overrides) and open both stores."""
+    config = load_config(project_dir, overrides)
+    metadata = MetadataStore.open(config.store)
+    return Project(config, metadata, open_artifact_store(config.artifacts))

@@ -1,0 +1,142 @@
+"""The installed CLI, driven like a user: the happy path and every kind of bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from tests.e2e._cli import conveyor
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "conveyor", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    for heavy in ("pandas", "sklearn", "numpy", "sqlalchemy", "starlette", "pyarrow"):
+        assert heavy not in imported, f"`conveyor --help` imported {heavy}"
+    assert "conveyor promote" in proc.stdout
+
+
+def test_run_is_cached_then_promote_and_rollback(project: Path) -> None:
+    first = conveyor("run", cwd=project)
+    assert first.code == 0, first.err
+    assert "registered version 1" in first.out
+    assert "6 steps: 6 ran, 0 cached" in first.out
+
+    again = conveyor("run", cwd=project)
+    assert again.code == 0, again.err
+    assert "6 steps: 0 ran, 6 cached" in again.out
+    assert "already registered as version 1" in again.out
+
+    promoted = conveyor("promote", "churn", "1", "--to", "production", cwd=project)
+    assert promoted.code == 0, promoted.err
+    assert "production" in promoted.out
+
+    # A new model: change a hyper-parameter; only the model and its evaluation re-run.
+    config = project / "conveyor.yaml"
+    config.write_text(config.read_text().replace("n_estimators: 200", "n_estimators: 50"))
+    second = conveyor("run", cwd=project)
+    assert second.code == 0, second.err
+    assert "6 steps: 2 ran, 4 cached" in second.out
+    assert "registered version 2" in second.out
+
+    listing = conveyor("model", "list", "churn", "--json", cwd=project)
+    assert listing.code == 0, listing.err
+    assert '"version": 2' in listing.out
+
+    rollback_without_history = conveyor("rollback", "churn", cwd=project)
+    assert rollback_without_history.code == 2
+    assert "no earlier production version" in _one_error_line(rollback_without_history.err)
+
+    verify = conveyor("audit", "verify", cwd=project)
+    assert verify.code == 0, verify.err
+    assert "intact" in verify.out
+
+
+def test_invalid_config_names_key_and_line(project: Path) -> None:
+    (project / "conveyor.yaml").write_text("pipeline: training.pipeline:pipeline\nmodle: {}\n")
+    result = conveyor("run", cwd=project)
+    assert result.code == 2
+    line = _one_error_line(result.err)
+    assert "conveyor.yaml:2" in line
+    assert "modle" in line
+
+
+def test_missing_data_file_is_named(project: Path) -> None:
+    config = project / "conveyor.yaml"
+    config.write_text(config.read_text().replace("data/2026-01.csv", "data/nope.csv"))
+    result = conveyor("run", cwd=project)
+    assert result.code == 2
+    assert "data/nope.csv" in _one_error_line(result.err)
+    assert not (project / ".conveyor" / "metadata.db").exists() or conveyor(
+        "model", "list", "--json", cwd=project
+    ).out.strip() in ("[]", "")
+
+
+def test_unknown_model_and_version(project: Path) -> None:
+    assert conveyor("run", cwd=project).code == 0
+    unknown_model = conveyor("promote", "nope", "1", "--to", "candidate", cwd=project)
+    assert unknown_model.code == 2
+    assert "nope" in _one_error_line(unknown_model.err)
+
+    unknown_version = conveyor("promote", "churn", "9", "--to", "candidate", cwd=project)
+    assert unknown_version.code == 2
+    line = _one_error_line(unknown_version.err)
+    assert "9" in line
+    assert "latest is 1" in line
+
+
+def test_gate_failure_exits_1_and_moves_nothing(project: Path) -> None:
+    assert conveyor("run", cwd=project).code == 0
+    (project / "policies.yaml").write_text(
+        "stages:\n  candidate:\n    checks:\n      - roc_auc >= 0.999\n"
+    )
+    result = conveyor("promote", "churn", "1", "--to", "candidate", cwd=project)
+    assert result.code == 1
+    assert "roc_auc" in result.err
+    listing = conveyor("model", "list", "churn", "--json", cwd=project)
+    assert '"stage": "experimental"' in listing.out
+
+
+def test_audit_verify_catches_an_edited_row(project: Path) -> None:
+    assert conveyor("run", cwd=project).code == 0
+    assert conveyor("promote", "churn", "1", "--to", "candidate", cwd=project).code == 0
+    db = sqlite3.connect(project / ".conveyor" / "metadata.db")
+    with db:
+        seq = db.execute(
+            "SELECT seq FROM audit_event WHERE action LIKE 'model.stage%' ORDER BY seq LIMIT 1"
+        ).fetchone()[0]
+        db.execute("UPDATE audit_event SET actor = 'mallory' WHERE seq = ?", (seq,))
+    db.close()
+    result = conveyor("audit", "verify", cwd=project)
+    assert result.code == 1
+    assert f"event {seq}" in _one_error_line(result.err)
+
+
+def test_unreachable_store_exits_3(project: Path) -> None:
+    result = conveyor(
+        "model",
+        "list",
+        cwd=project,
+        env={"CONVEYOR_STORE": "postgresql+psycopg://nobody:x@127.0.0.1:1/none"},
+    )
+    assert result.code == 3
+    assert "unavailable" in _one_error_line(result.err)
