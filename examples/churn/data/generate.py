@@ -4,7 +4,7 @@ Each row is one active customer in one month: who they are (``customer_id``, ``a
 ``gender``, ``region``), what they buy (``contract``, ``payment_method``, ``monthly_charges``,
 ``data_usage_gb``), how it has gone (``tenure_months``, ``total_charges``, ``support_calls``,
 ``late_payments``), when the snapshot row was taken (``event_time``), and whether they left by
-the end of the month (``churned``, the label).
+the end of the month (``churned``, the label). Times are UTC, written without an offset.
 
 The label comes from a logistic model of the features plus an unobserved "satisfaction" term, so
 it is learnable but noisy: a good model reaches a ROC AUC of about 0.85, never 1.0.
@@ -33,6 +33,7 @@ or, from Python, ``generate("2026-01", rows=20000, seed=7, drift=False)``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,18 @@ import numpy as np
 import pandas as pd
 
 CONTRACTS = ("month-to-month", "one-year", "two-year")
-PAYMENT_METHODS = ("electronic-check", "mailed-check", "bank-transfer", "credit-card", "digital-wallet")
+PAYMENT_METHODS = (
+    "electronic-check",
+    "mailed-check",
+    "bank-transfer",
+    "credit-card",
+    "digital-wallet",
+)
 REGIONS = ("north", "south", "east", "west")
 GENDERS = ("female", "male")
+
+# Past this many calls in a month, a customer's patience runs out: churn jumps, not creeps.
+MANY_SUPPORT_CALLS = 4
 
 COLUMNS = (
     "customer_id",
@@ -81,7 +91,8 @@ class Regime:
         charges_effect: Logit per currency unit of monthly charges above 65.
         usage_effect: Logit per GB of data usage above 12.
         support_effect: Logit per support call.
-        support_threshold_effect: Extra logit once a customer called 4 times or more.
+        support_threshold_effect: Extra logit once a customer called ``MANY_SUPPORT_CALLS``
+            times or more.
         late_effect: Logit per late payment.
         echeck_effect: Logit for paying by electronic check.
         west_effect: Logit for living in the west region.
@@ -161,14 +172,10 @@ DRIFTED = Regime(
 
 def _month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Return the first instant of ``month`` ("YYYY-MM") and the first instant of the next."""
-    try:
-        start = pd.Timestamp(f"{month}-01")
-    except ValueError as exc:
-        msg = f"month {month!r} is not of the form YYYY-MM, e.g. 2026-01"
-        raise ValueError(msg) from exc
-    if start.strftime("%Y-%m") != month:
+    if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month) is None:
         msg = f"month {month!r} is not of the form YYYY-MM, e.g. 2026-01"
         raise ValueError(msg)
+    start = pd.Timestamp(f"{month}-01")
     return start, start + pd.offsets.MonthBegin(1)
 
 
@@ -241,7 +248,7 @@ def generate(month: str, rows: int, seed: int, drift: bool = False) -> pd.DataFr
         + regime.charges_effect * (monthly - 65.0)
         + regime.usage_effect * (data_usage - 12.0)
         + regime.support_effect * support_calls
-        + regime.support_threshold_effect * (support_calls >= 4)
+        + regime.support_threshold_effect * (support_calls >= MANY_SUPPORT_CALLS)
         + regime.late_effect * late_payments
         + regime.echeck_effect * is_echeck
         + regime.west_effect * (region_idx == REGIONS.index("west"))
