@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ def generated_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small January, drifted February and a January hold-out, generated once per session."""
     folder = tmp_path_factory.mktemp("data")
     spec = importlib.util.spec_from_file_location("_gen", EXAMPLE / "data" / "generate.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     module.generate("2026-01", 3000, 7, drift=False).to_csv(folder / "2026-01.csv", index=False)
     module.generate("2026-02", 3000, 8, drift=True).to_csv(folder / "2026-02.csv", index=False)
