@@ -26,4 +26,6 @@ def open_from_context(ctx: click.Context) -> Project:
 def console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    # Lines of a story or a log are not re-wrapped to the terminal: piped into CI logs they
+    # would otherwise break at 80 columns mid-sentence.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
