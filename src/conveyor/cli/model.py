@@ -77,17 +77,17 @@ def history(ctx: click.Context, name: str) -> None:
     console().print(table)
 
 
-def render_checks(checks: list[Any]) -> None:
-    """Print gate results as a table: check, observed, threshold, verdict."""
+def render_checks(checks: list[dict[str, Any]], *, stderr: bool = False) -> None:
+    """Print gate results (``CheckResult.to_dict()``) as a table: check, observed, threshold."""
     from rich.table import Table
 
-    table = Table("check", "observed", "threshold", "result", "detail")
+    table = Table("stage", "check", "observed", "threshold", "result", "detail")
     for c in checks:
-        observed = "-" if c.observed is None else f"{c.observed:.4f}"
-        threshold = "-" if c.threshold is None else f"{c.threshold:.4f}"
-        verdict = "[green]pass[/green]" if c.passed else "[red]FAIL[/red]"
-        table.add_row(c.check, observed, threshold, verdict, c.detail)
-    console().print(table)
+        observed = "-" if c.get("observed") is None else f"{c['observed']:.4f}"
+        threshold = "-" if c.get("threshold") is None else f"{c['threshold']:.4f}"
+        verdict = "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]"
+        table.add_row(c.get("stage", ""), c["check"], observed, threshold, verdict, c["detail"])
+    console(stderr=stderr).print(table)
 
 
 @click.command()
@@ -112,21 +112,23 @@ def promote(
                 project, model=name, version=version, to=to, actor=current_user(), reason=reason
             )
         except CheckFailedError as exc:
+            # The table goes to stderr with the error line; stdout stays machine-readable.
             if as_json:
                 click.echo(json.dumps(exc.details, indent=2, default=str))
             else:
-                checks = exc.details.get("checks_objects") or []
-                if checks:
-                    render_checks(checks)
+                render_checks(exc.details.get("checks", []), stderr=True)
             raise
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
     if result.checks:
-        render_checks(result.checks)
+        render_checks([c.to_dict() for c in result.checks])
+    for note in result.notes:
+        console().print(f"note: {note}")
+    replaced = f" (v{result.replaced_version} archived)" if result.replaced_version else ""
     console().print(
         f"model [bold]{name}[/bold] version [bold]{version}[/bold]: "
-        f"{result.from_stage} -> [bold green]{result.to_stage}[/bold green]"
+        f"{result.from_stage} -> [bold green]{result.to_stage}[/bold green]{replaced}"
     )
 
 

@@ -91,13 +91,10 @@ def _register(project: Project, result: PipelineResult, *, actor: str) -> tuple[
         )
     metrics = _metrics(result.load(section.metrics), section.metrics) if section.metrics else {}
     step_result = next(s for s in result.steps if s.name == section.step)
+    # The bundle holds content only: a cached re-run makes a new run row, and the same model
+    # must keep the same digest (and so stay the same version). The registry row links the run.
     bundle = build_bundle(
-        project.artifacts,
-        model,
-        name=section.name,
-        metrics=metrics,
-        run_id=step_result.run_id,
-        params=project.config.params,
+        project.artifacts, model, name=section.name, metrics=metrics, params=project.config.params
     )
     now = dt.datetime.now(dt.UTC)
     rows = [

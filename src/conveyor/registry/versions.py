@@ -1,0 +1,180 @@
+"""Registering model versions: numbered 1, 2, 3 ... per model, idempotent on the bundle digest."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from conveyor.core.digest import parse_digest
+from conveyor.core.errors import ConflictError, NotFoundError, ValidationError
+from conveyor.core.names import validate_name
+from conveyor.registry._rows import add_stage, fetch_version
+from conveyor.registry.records import ModelVersion
+from conveyor.store.metadata.schema import model as model_table
+from conveyor.store.metadata.schema import model_version, run
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from conveyor.store.metadata import MetadataStore, Tx
+
+__all__ = ["register_version"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_METRIC_NAME = 128
+
+
+def register_version(
+    store: MetadataStore,
+    *,
+    model: str,
+    artifact_digest: str,
+    metrics: Mapping[str, float],
+    run_id: str | None,
+    actor: str,
+    description: str = "",
+) -> tuple[ModelVersion, bool]:
+    """Register a bundle as the next version of ``model``, creating the model if it is new.
+
+    The same bundle (same ``artifact_digest``) registered again is the same version: the call
+    returns ``(existing, False)`` and writes nothing. A new version gets the next number inside
+    the serialised write transaction, so concurrent registrations never share a number, and
+    starts in stage ``experimental``.
+
+    Args:
+        store: The metadata store.
+        model: The model name (see ``conveyor.core.names``).
+        artifact_digest: The bundle digest (``blake3:...``), the identity of the version.
+        metrics: Metric name to finite number; promotion checks read them.
+        run_id: The pipeline run that produced the bundle, if any; it must exist.
+        actor: Who registers, for the stage history and the audit trail.
+        description: Stored with the model when this call creates it; ignored otherwise.
+
+    Returns:
+        The version and whether this call created it.
+
+    Raises:
+        ValidationError: a bad model name, digest or metric.
+        NotFoundError: ``run_id`` names no recorded run.
+    """
+    validate_name("model", model)
+    parse_digest(artifact_digest)
+    clean = _clean_metrics(metrics)
+    try:
+        with store.write(actor) as tx:
+            existing = tx.conn.execute(
+                sa.select(model_version.c.version).where(
+                    model_version.c.model == model,
+                    model_version.c.artifact_digest == artifact_digest,
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return fetch_version(tx.conn, model, existing), False
+            _check_run(tx.conn, model, run_id)
+            _ensure_model(tx, model, description)
+            registered = _insert_version(tx, model, artifact_digest, clean, run_id)
+    except sa.exc.IntegrityError as exc:
+        # Writes are serialised, so only a writer that bypasses Conveyor can get here.
+        raise ConflictError(
+            f"could not register a version of model '{model}': {str(exc.orig).splitlines()[0]}",
+            hint="another program changed the registry tables; try again",
+        ) from exc
+    logger.info("registered model version", extra={"model": model, "version": registered.version})
+    return registered, True
+
+
+def _check_run(conn: sa.Connection, model: str, run_id: str | None) -> None:
+    if run_id is None:
+        return
+    if conn.execute(sa.select(run.c.id).where(run.c.id == run_id)).first() is None:
+        raise NotFoundError(
+            f"run '{run_id}' does not exist, so model '{model}' cannot name it",
+            hint="pass the run id of a recorded pipeline step, or no run id",
+        )
+
+
+def _ensure_model(tx: Tx, model: str, description: str) -> None:
+    query = sa.select(model_table.c.name).where(model_table.c.name == model)
+    if tx.conn.execute(query).first() is not None:
+        return
+    tx.conn.execute(
+        sa.insert(model_table),
+        {"name": model, "description": description, "created_by": tx.actor, "created_at": tx.at},
+    )
+    tx.audit("model.created", f"model:{model}", {"description": description})
+
+
+def _insert_version(
+    tx: Tx, model: str, artifact_digest: str, metrics: dict[str, float], run_id: str | None
+) -> ModelVersion:
+    latest = tx.conn.execute(
+        sa.select(sa.func.max(model_version.c.version)).where(model_version.c.model == model)
+    ).scalar_one()
+    version = (latest or 0) + 1
+    tx.conn.execute(
+        sa.insert(model_version),
+        {
+            "model": model,
+            "version": version,
+            "artifact_digest": artifact_digest,
+            "run_id": run_id,
+            "metrics": metrics,
+            "created_by": tx.actor,
+            "created_at": tx.at,
+        },
+    )
+    add_stage(
+        tx.conn,
+        model=model,
+        version=version,
+        stage="experimental",
+        actor=tx.actor,
+        reason="registered",
+        at=tx.at,
+    )
+    tx.audit(
+        "model.version_registered",
+        f"model:{model}/{version}",
+        {
+            "artifact_digest": artifact_digest,
+            "run_id": run_id,
+            "metrics": metrics,
+            "stage": "experimental",
+        },
+    )
+    return ModelVersion(
+        model=model,
+        version=version,
+        artifact_digest=artifact_digest,
+        run_id=run_id,
+        metrics=metrics,
+        created_by=tx.actor,
+        created_at=tx.at,
+        stage="experimental",
+    )
+
+
+def _clean_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not name or len(name) > _MAX_METRIC_NAME:
+            raise ValidationError(
+                f"metric name {name!r} is not valid",
+                hint=f"use a non-empty name of at most {_MAX_METRIC_NAME} characters",
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError(
+                f"metric '{name}' is {type(value).__name__}, not a number",
+                hint="metrics are numbers, e.g. {'roc_auc': 0.87}",
+            )
+        if not math.isfinite(value):
+            raise ValidationError(
+                f"metric '{name}' is {value}, not a finite number",
+                hint="check the evaluation step; a gate cannot compare NaN or infinity",
+            )
+        clean[name] = float(value)
+    return clean
