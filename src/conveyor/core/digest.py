@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 ALGORITHM = "blake3"
-_DIGEST_RE = re.compile(r"^blake3:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"blake3:[0-9a-f]{64}")
 # Below this size a memory map costs more than it saves.
 _MMAP_THRESHOLD = 8 * 1024 * 1024
 
@@ -82,9 +82,10 @@ def parse_digest(text: str) -> str:
     Raises:
         ValidationError: when it is not ``blake3:`` followed by 64 lowercase hex digits.
     """
-    if not _DIGEST_RE.match(text):
+    # fullmatch, not match with ``$``: ``$`` also matches before a trailing newline.
+    if not isinstance(text, str) or not _DIGEST_RE.fullmatch(text):
         raise ValidationError(
-            f"'{text}' is not a digest",
+            f"{text!r} is not a digest",
             hint="a digest looks like 'blake3:' followed by 64 hex digits",
         )
     return text

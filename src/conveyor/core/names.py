@@ -12,7 +12,7 @@ from conveyor.core.errors import ValidationError
 __all__ = ["NAME_PATTERN", "validate_name"]
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
-_NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
+_NAME_RE = re.compile(NAME_PATTERN)
 
 
 def validate_name(kind: str, name: str) -> str:
@@ -21,7 +21,8 @@ def validate_name(kind: str, name: str) -> str:
     Raises:
         ValidationError: naming the bad name and the rule.
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+    # fullmatch, not match with ``$``: ``$`` also matches before a trailing newline.
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
         raise ValidationError(
             f"{kind} name {name!r} is not valid",
             hint="use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",

@@ -26,7 +26,7 @@ class MemoryArtifactStore:
         return "memory://"
 
     def location(self, digest: str) -> str:
-        return f"memory://{digest}"
+        return f"memory://{parse_digest(digest)}"
 
     def exists(self, digest: str) -> bool:
         return parse_digest(digest) in self.objects

@@ -7,18 +7,24 @@ only visible once the upload completes, so readers never see a partial artifact.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from conveyor.core.atomic import atomic_write
 from conveyor.core.digest import Hasher, digest_bytes, digest_file, parse_digest
-from conveyor.core.errors import ConfigError, InfrastructureError
+from conveyor.core.errors import ConfigError, ConveyorError, InfrastructureError
 from conveyor.store.artifacts._protocol import ArtifactRef
 from conveyor.store.artifacts.errors import ArtifactNotFoundError, CorruptArtifactError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["FsspecArtifactStore"]
 
 _CHUNK = 8 * 1024 * 1024
+# What a filesystem call can raise when the store is unreachable or refuses: fsspec backends do
+# not all translate their client's errors to OSError (s3fs lets botocore's
+# EndpointConnectionError through), so everything that is not our own error counts.
+_BACKEND_ERRORS = (Exception,)
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
 
@@ -38,8 +44,11 @@ class FsspecArtifactStore:
             self._fs, root = fsspec.core.url_to_fs(url, **storage_options)
         except ImportError as exc:
             extra = _EXTRAS.get(protocol, "fsspec")
+            # fsspec re-raises a bare ImportError ("Please install gcsfs ..."); the module that
+            # is missing is named on its cause.
+            missing = exc.name or getattr(exc.__cause__, "name", None) or "a package"
             raise ConfigError(
-                f"artifact store {url} needs the '{protocol}' filesystem ({exc.name} is missing)",
+                f"artifact store {url} needs the '{protocol}' filesystem ({missing} is missing)",
                 hint=f"pip install 'conveyor[{extra}]'",
             ) from exc
         except ValueError as exc:
@@ -60,9 +69,10 @@ class FsspecArtifactStore:
         return f"{protocol}://{self._key(digest)}"
 
     def exists(self, digest: str) -> bool:
+        key = self._key(digest)
         try:
-            return bool(self._fs.exists(self._key(digest)))
-        except OSError as exc:
+            return bool(self._fs.exists(key))
+        except _BACKEND_ERRORS as exc:
             raise InfrastructureError(f"artifact store {self.uri} is unavailable: {exc}") from exc
 
     def put_bytes(self, data: bytes) -> ArtifactRef:
@@ -71,7 +81,7 @@ class FsspecArtifactStore:
         try:
             if not self._fs.exists(key):
                 self._fs.pipe_file(key, data)
-        except OSError as exc:
+        except _BACKEND_ERRORS as exc:
             raise InfrastructureError(f"cannot write to artifact store {self.uri}: {exc}") from exc
         return ArtifactRef(digest, len(data))
 
@@ -81,7 +91,7 @@ class FsspecArtifactStore:
         try:
             if not self._fs.exists(key):
                 self._fs.put_file(str(path), key)
-        except OSError as exc:
+        except _BACKEND_ERRORS as exc:
             raise InfrastructureError(f"cannot write to artifact store {self.uri}: {exc}") from exc
         return ArtifactRef(digest, path.stat().st_size)
 
@@ -91,7 +101,7 @@ class FsspecArtifactStore:
             data: bytes = self._fs.cat_file(key)
         except FileNotFoundError as exc:
             raise ArtifactNotFoundError(digest, self.uri) from exc
-        except OSError as exc:
+        except _BACKEND_ERRORS as exc:
             raise InfrastructureError(f"cannot read from artifact store {self.uri}: {exc}") from exc
         actual = digest_bytes(data)
         if actual != digest:
@@ -100,25 +110,22 @@ class FsspecArtifactStore:
 
     def get_file(self, digest: str, dest: Path) -> Path:
         key = self._key(digest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         hasher = Hasher()
-        with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
-            tmp_path = Path(tmp.name)
-            try:
-                with self._fs.open(key, "rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        hasher.update(chunk)
-                        tmp.write(chunk)
-            except FileNotFoundError as exc:
-                tmp_path.unlink(missing_ok=True)
-                raise ArtifactNotFoundError(digest, self.uri) from exc
-            except OSError as exc:
-                tmp_path.unlink(missing_ok=True)
-                raise InfrastructureError(
-                    f"cannot read from artifact store {self.uri}: {exc}"
-                ) from exc
-        if hasher.hexdigest() != digest:
-            tmp_path.unlink(missing_ok=True)
-            raise CorruptArtifactError(digest, hasher.hexdigest(), self.location(digest))
-        tmp_path.replace(dest)
+        try:
+            # atomic_write fsyncs before the rename and removes its temporary file on any error,
+            # so a missing, unreadable or corrupt object never leaves a partial ``dest`` behind.
+            with self._fs.open(key, "rb") as src, atomic_write(dest) as out:
+                while chunk := src.read(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                if hasher.hexdigest() != digest:
+                    raise CorruptArtifactError(digest, hasher.hexdigest(), self.location(digest))
+        except FileNotFoundError as exc:
+            raise ArtifactNotFoundError(digest, self.uri) from exc
+        except ConveyorError:
+            raise
+        except _BACKEND_ERRORS as exc:
+            raise InfrastructureError(
+                f"cannot copy artifact {digest} from {self.uri} to {dest}: {exc}"
+            ) from exc
         return dest

@@ -15,6 +15,8 @@ __all__ = ["HEAD_REVISION", "ensure_schema", "upgrade"]
 #: The newest migration; a test checks that it equals Alembic's head.
 HEAD_REVISION = "0001"
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# Any constant will do, as long as every Conveyor process uses the same one.
+_MIGRATION_LOCK_KEY = 0x436F6E6D  # "Conm"
 
 
 def _current_revision(engine: sa.Engine) -> str | None:
@@ -32,9 +34,16 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    # Two processes opening a new database at once must not both create the tables: migrate in
+    # a serialised transaction (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), in
+    # which Alembic reads the revision only once the lock is held and so finds the schema current.
+    with engine.connect() as raw:
+        conn = raw.execution_options(conveyor_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
 
 
 def ensure_schema(engine: sa.Engine) -> None:

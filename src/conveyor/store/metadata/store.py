@@ -97,8 +97,12 @@ class MetadataStore:
     def read(self) -> Iterator[sa.Connection]:
         """A read transaction; it sees one consistent snapshot."""
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    # PostgreSQL's default, READ COMMITTED, takes a new snapshot per statement.
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
         except OperationalError as exc:
             raise _unavailable(self.url, exc) from exc
 
