@@ -1,0 +1,397 @@
+"""``run_pipeline``: run each step whose cache key has no stored output, skip the others.
+
+A step's cache key is the digest of its name, its code digest (its source and the project code
+it reaches), the ``params`` it reads, the digests of its upstream outputs and input files, and
+the environment digest. Because upstream outputs enter by digest, a changed parameter re-runs
+its step and whatever is downstream of it, unless the re-run produces byte-identical output,
+in which case the downstream steps stay cached, as they should.
+
+Cached outputs are not read until something needs them: a downstream step that must run, or
+:meth:`PipelineResult.load`. A no-op run therefore reads no artifact at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from conveyor.core.clock import utcnow
+from conveyor.core.digest import canonical_json, digest_json
+from conveyor.core.errors import ConfigError, NotFoundError, StepError, ValidationError
+from conveyor.core.ids import new_id
+from conveyor.pipeline import _codecs, _env
+from conveyor.pipeline._codedigest import CodeDigester
+from conveyor.pipeline._filedigest import DigestCache, path_digest
+from conveyor.pipeline._locality import ProjectFiles
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conveyor.pipeline._pipeline import Pipeline
+    from conveyor.pipeline._record import Recorder, StepRecord
+    from conveyor.pipeline._step import Step
+    from conveyor.store.artifacts import ArtifactStore
+    from conveyor.store.metadata import MetadataStore
+
+__all__ = ["PipelineResult", "StepEvent", "StepResult", "run_pipeline"]
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["ran", "cached", "failed"]
+# Bump to invalidate every cache key, when what a key means changes.
+_KEY_VERSION = 1
+_EDGE_NAME_MAX = 128
+_DIGEST_CACHE = "file-digests.json"
+# conveyor.core.config.DEFAULT_STATE_DIR, which a test compares: importing the config module
+# (pydantic, YAML) would cost ~150 ms to a script that only runs a pipeline.
+STATE_DIR = ".conveyor"
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """Progress of a pipeline run, one per step, sent to ``on_event`` as each step finishes."""
+
+    name: str
+    status: Status
+    duration_s: float
+    cache_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What a step did in a run: ``ran``, ``cached`` or ``failed``, and its output digest.
+
+    ``run_id`` is the run that produced the output: this run's row when the step ran, and the
+    original execution when it was cached (whose id a model version records as its origin, so
+    registering a cached model again is the same version). The cache hit itself is recorded as
+    a row of its own, found by ``pipeline_run_id``.
+    """
+
+    name: str
+    status: Status
+    duration_s: float
+    run_id: str
+    cache_key: str
+    output_digest: str | None
+
+
+class _Output:
+    """A step's output: its digest always, its value once something needed it."""
+
+    __slots__ = ("_loaded", "_value", "digest", "media_type")
+
+    def __init__(self, digest: str, media_type: str, value: Any = None, *, loaded: bool = False):
+        self.digest = digest
+        self.media_type = media_type
+        self._value = value
+        self._loaded = loaded
+
+    def get(self, artifacts: ArtifactStore) -> Any:
+        if not self._loaded:
+            self._value = _codecs.decode(artifacts.get_bytes(self.digest), self.media_type)
+            self._loaded = True
+        return self._value
+
+
+@dataclass
+class PipelineResult:
+    """The steps of one pipeline run, and their outputs on demand."""
+
+    pipeline: str
+    pipeline_run_id: str
+    steps: list[StepResult]
+    _outputs: dict[str, _Output] = field(repr=False)
+    _artifacts: ArtifactStore = field(repr=False)
+
+    def load(self, name: str) -> Any:
+        """The output of step ``name``, read from the artifact store if it was cached.
+
+        Raises:
+            NotFoundError: the pipeline has no step of that name.
+        """
+        try:
+            output = self._outputs[name]
+        except KeyError as exc:
+            raise NotFoundError(
+                f"pipeline '{self.pipeline}' has no step '{name}'",
+                hint=f"its steps are: {', '.join(s.name for s in self.steps)}",
+            ) from exc
+        return output.get(self._artifacts)
+
+
+@dataclass
+class _Plan:
+    """A step with its parameters resolved against ``params`` and its files digested."""
+
+    step: Step[..., Any]
+    upstream: tuple[str, ...]
+    params: dict[str, Any]  # the config params it reads: in the key and the run row
+    call_args: dict[str, Any]  # what the function receives besides upstream outputs
+    files: dict[str, str] = field(default_factory=dict)  # path as configured -> digest
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    params: dict[str, Any],
+    metadata: MetadataStore,
+    artifacts: ArtifactStore,
+    actor: str,
+    root: Path,
+    force: bool = False,
+    on_event: Callable[[StepEvent], None] | None = None,
+) -> PipelineResult:
+    """Run a pipeline: each step runs unless a previous run with its cache key is stored.
+
+    Args:
+        pipeline: The pipeline to run.
+        params: The ``params:`` of conveyor.yaml; each step receives the keys it names.
+        metadata: Where runs, artifacts and audit events are recorded.
+        artifacts: Where step outputs are stored.
+        actor: Who runs it, for the audit trail.
+        root: The project root: relative paths in ``files=`` parameters start here, and the
+            code under it is part of each step's code digest.
+        force: Run every step, even those with a stored output for their cache key.
+        on_event: Called with a :class:`StepEvent` as each step finishes.
+
+    Returns:
+        The steps' results, in the order they ran.
+
+    Raises:
+        ConfigError: a parameter is neither a step output, a key of ``params``, nor defaulted.
+        NotFoundError: an input file does not exist.
+        StepError: a step raised; its run is recorded as failed, the earlier steps as done.
+        ValidationError: a step returned a value that cannot be stored.
+    """
+    from conveyor.pipeline._record import Recorder  # SQLAlchemy: only when a pipeline runs
+
+    root = root.resolve()
+    digests = DigestCache(root / STATE_DIR / _DIGEST_CACHE)
+    digests.load()
+    plans = _plan(pipeline, params, root)
+    pipeline_run_id = new_id()
+    runner = _Runner(
+        pipeline=pipeline,
+        recorder=Recorder(
+            metadata,
+            artifacts,
+            actor=actor,
+            pipeline=pipeline.name,
+            pipeline_run_id=pipeline_run_id,
+        ),
+        artifacts=artifacts,
+        digester=CodeDigester(ProjectFiles(root)),
+        force=force,
+        on_event=on_event,
+        env_digest=_env.env_digest(),
+    )
+    try:
+        results = [runner.run(plan) for plan in plans]
+    finally:
+        # Whatever happened, the steps that finished are recorded (and stay cached).
+        runner.recorder.flush()
+        digests.save()
+    return PipelineResult(pipeline.name, pipeline_run_id, results, runner.outputs, artifacts)
+
+
+@dataclass
+class _Runner:
+    pipeline: Pipeline
+    recorder: Recorder
+    artifacts: ArtifactStore
+    digester: CodeDigester
+    force: bool
+    on_event: Callable[[StepEvent], None] | None
+    env_digest: str
+    outputs: dict[str, _Output] = field(default_factory=dict)
+
+    def run(self, plan: _Plan) -> StepResult:
+        from conveyor.pipeline._record import StepRecord
+
+        t0 = time.perf_counter()
+        name = plan.step.name
+        inputs = {up: self.outputs[up].digest for up in plan.upstream}
+        code_digest = self.digester.digest(plan.step)
+        key = digest_json(
+            {
+                "v": _KEY_VERSION,
+                "step": name,
+                "code": code_digest,
+                "params": plan.params,
+                "inputs": inputs,
+                "files": plan.files,
+                "env": self.env_digest,
+            }
+        )
+        started = utcnow()
+        record = StepRecord(
+            run_id=new_id(),
+            step=name,
+            succeeded=True,
+            cache_hit=False,
+            params=plan.params,
+            code_digest=code_digest,
+            env_digest=self.env_digest,
+            cache_key=key,
+            started_at=started,
+            ended_at=started,
+            inputs=[(up, "artifact", d) for up, d in inputs.items()]
+            + [(_edge_name(path), "file", d) for path, d in plan.files.items()],
+        )
+        hit = None if self.force or not plan.step.cache else self.recorder.lookup(key)
+        if hit is not None:
+            self.outputs[name] = _Output(hit.digest, hit.media_type)
+            record.cache_hit = True
+            record.output_digest = hit.digest
+            return self._finish(record, "cached", t0, produced_by=hit.run_id)
+
+        # No read transaction stays open while user code runs, for minutes perhaps.
+        self.recorder.end_read()
+        kwargs = dict(plan.call_args)
+        for up in plan.upstream:
+            kwargs[up] = self.outputs[up].get(self.artifacts)
+        try:
+            value = plan.step.fn(**kwargs)
+        except Exception as exc:
+            text = str(exc).strip()
+            summary = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            trace = _user_traceback(exc)
+            record.succeeded = False
+            record.error = f"{summary}\n\n{trace}"
+            self._finish(record, "failed", t0)
+            raise StepError(
+                f"step '{name}' failed: {summary}",
+                hint="fix the step and run again; the steps that finished stay cached",
+                details={
+                    "pipeline": self.pipeline.name,
+                    "step": name,
+                    "run_id": record.run_id,
+                    "pipeline_run_id": self.recorder.pipeline_run_id,
+                    "error": summary,
+                    "traceback": trace,
+                },
+            ) from exc
+        try:
+            data, media_type = _codecs.encode(value, step=name)
+        except ValidationError as exc:
+            record.succeeded = False
+            record.error = str(exc)
+            self._finish(record, "failed", t0)
+            raise
+        ref = self.artifacts.put_bytes(data)
+        self.outputs[name] = _Output(ref.digest, media_type, value, loaded=True)
+        record.output_digest = ref.digest
+        record.new_artifact = (ref.size, media_type)
+        result = self._finish(record, "ran", t0)
+        # Written now, so that a crash later in the run does not lose this (maybe long) work.
+        self.recorder.flush()
+        return result
+
+    def _finish(
+        self, record: StepRecord, status: Status, t0: float, *, produced_by: str | None = None
+    ) -> StepResult:
+        record.ended_at = utcnow()
+        self.recorder.add(record)
+        duration = time.perf_counter() - t0
+        logger.debug(
+            "step %s %s in %.1f ms",
+            record.step,
+            status,
+            duration * 1000,
+            extra={"step": record.step, "status": status, "cache_key": record.cache_key},
+        )
+        if self.on_event is not None:
+            self.on_event(StepEvent(record.step, status, duration, record.cache_key))
+        return StepResult(
+            record.step,
+            status,
+            duration,
+            produced_by or record.run_id,
+            record.cache_key,
+            record.output_digest,
+        )
+
+
+def _user_traceback(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    # The first frame is the runner's call into the step; the user's code starts after it.
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _plan(pipeline: Pipeline, params: dict[str, Any], root: Path) -> list[_Plan]:
+    """Resolve every step's parameters and files before anything runs, so that a mistake in
+    the configuration fails at once, not after an hour of training."""
+    missing: list[tuple[str, str]] = []
+    plans = []
+    for s in pipeline.steps:
+        upstream = pipeline.upstream(s.name)
+        read: dict[str, Any] = {}
+        call_args: dict[str, Any] = {}
+        for p in s.params:
+            if p.name in upstream:
+                continue
+            if p.name in params:
+                read[p.name] = call_args[p.name] = params[p.name]
+            elif not p.has_default:
+                missing.append((s.name, p.name))
+            elif p.name in s.files:
+                call_args[p.name] = p.default
+        # Stored as JSON in the run row and hashed into the key: the same values both ways.
+        plans.append(_Plan(s, upstream, json.loads(canonical_json(read)), call_args))
+    if missing:
+        listed = ", ".join(f"'{param}' (step {step_name})" for step_name, param in missing)
+        raise ConfigError(
+            f"pipeline '{pipeline.name}' needs {_plural(len(missing), 'parameter')} that no step "
+            f"produces and `params:` in conveyor.yaml does not set: {listed}",
+            hint=f"add `{missing[0][1]}: <value>` under `params:` in conveyor.yaml, "
+            "or give the function parameter a default",
+            details={"missing": [{"step": st, "param": pa} for st, pa in missing]},
+        )
+    for plan in plans:
+        _resolve_files(plan, root, from_params=set(plan.params))
+    return plans
+
+
+def _resolve_files(plan: _Plan, root: Path, *, from_params: set[str]) -> None:
+    s = plan.step
+    for name in s.files:
+        value = plan.call_args[name]
+        where = (
+            f"`{name}:` under `params:` in conveyor.yaml"
+            if name in from_params
+            else f"the default of '{name}' in {s.fn.__module__}.{s.fn.__qualname__}"
+        )
+        if not isinstance(value, str | os.PathLike):
+            raise ConfigError(
+                f"step '{s.name}' lists '{name}' in files=, but its value {value!r} is not a path",
+                hint=f"set {where} to a path relative to the project root",
+            )
+        configured = Path(value)
+        path = configured if configured.is_absolute() else root / configured
+        if not path.exists():
+            raise NotFoundError(
+                f"step '{s.name}' reads {configured.as_posix()} (param {name}), "
+                "which does not exist",
+                hint=f"fix {where} (relative paths start at {root}), or create the file",
+                details={"step": s.name, "param": name, "path": str(path)},
+            )
+        plan.files[configured.as_posix()] = path_digest(path)
+        # The function gets an absolute path, so it works from any working directory.
+        plan.call_args[name] = path if isinstance(value, os.PathLike) else str(path)
+
+
+def _edge_name(path: str) -> str:
+    # run_input.name holds 128 characters; the end of a long path is the telling part.
+    return path if len(path) <= _EDGE_NAME_MAX else "..." + path[-(_EDGE_NAME_MAX - 3) :]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
