@@ -14,7 +14,14 @@ from conveyor.packaging._model import Model
 
 if TYPE_CHECKING:
     from conveyor.packaging._bundle import Bundle, LoadedModel, build_bundle, load_bundle
-    from conveyor.packaging._codec import decode_model, encode_model
+    from conveyor.packaging._codec import (
+        decode_frame,
+        decode_model,
+        dump_estimator,
+        encode_frame,
+        encode_model,
+        load_estimator,
+    )
     from conveyor.packaging._env import EnvironmentLock, lock_environment
     from conveyor.packaging._manifest import Manifest
     from conveyor.packaging._signature import ColumnSpec, Signature
@@ -28,9 +35,13 @@ __all__ = [
     "Model",
     "Signature",
     "build_bundle",
+    "decode_frame",
     "decode_model",
+    "dump_estimator",
+    "encode_frame",
     "encode_model",
     "load_bundle",
+    "load_estimator",
     "lock_environment",
 ]
 
@@ -42,8 +53,12 @@ _LAZY = {
     "Manifest": "conveyor.packaging._manifest",
     "Signature": "conveyor.packaging._signature",
     "build_bundle": "conveyor.packaging._bundle",
+    "decode_frame": "conveyor.packaging._codec",
     "decode_model": "conveyor.packaging._codec",
+    "dump_estimator": "conveyor.packaging._codec",
+    "encode_frame": "conveyor.packaging._codec",
     "encode_model": "conveyor.packaging._codec",
+    "load_estimator": "conveyor.packaging._codec",
     "load_bundle": "conveyor.packaging._bundle",
     "lock_environment": "conveyor.packaging._env",
 }

@@ -107,29 +107,59 @@ def load_estimator(data: bytes, trusted: Iterable[str], *, what: str) -> Any:
         ) from exc
 
 
-def encode_frame(df: pd.DataFrame) -> bytes:
-    """A frame as Parquet bytes (the same frame always gives the same bytes).
+def encode_frame(df: pd.DataFrame, *, what: str = "the input example") -> bytes:
+    """A frame as Parquet bytes; the same frame always gives the same bytes.
 
     Raises:
-        ValidationError: when a column cannot be stored (mixed types, say).
+        ValidationError: when a column cannot be stored (mixed types, say), naming ``what``.
     """
-    buffer = io.BytesIO()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        df.to_parquet(buffer, engine="pyarrow")
-    except Exception as exc:
-        # pyarrow raises ArrowInvalid/ArrowTypeError/ValueError naming the column.
+        table = pa.Table.from_pandas(df)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
         raise ValidationError(
-            f"the input example cannot be stored as Parquet: {exc}",
-            hint="give each column a single type and name columns with strings",
+            f"{what} cannot be stored as Parquet: {exc}",
+            hint="give every column a single type (e.g. df[col].astype(str)) and unique names",
         ) from exc
-    return buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def decode_frame(data: bytes) -> pd.DataFrame:
-    """The frame written by :func:`encode_frame`."""
-    import pandas as pd
+    """The frame written by :func:`encode_frame`, with the dtypes it had.
 
-    return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+    pandas 3 reads every Arrow string column as its ``str`` dtype, including columns that were
+    ``object`` when written; a step downstream of a cached frame would then see other dtypes
+    than one downstream of a fresh frame (and a model fitted on them could differ). So columns
+    (and an index) recorded as ``object`` are rebuilt as ``object``, with None for nulls.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(pa.BufferReader(data))
+    frame = table.to_pandas()
+    meta = table.schema.pandas_metadata or {}
+    index_fields = [f for f in meta.get("index_columns", []) if isinstance(f, str)]
+    columns = [c for c in meta.get("columns", []) if c.get("field_name") not in index_fields]
+    if len(columns) != len(frame.columns):
+        return frame  # written by something else: nothing to restore
+    for position, column in enumerate(columns):
+        dtype = frame.dtypes.iloc[position]
+        if column.get("numpy_type") == "object" and not pd.api.types.is_object_dtype(dtype):
+            values = table.column(column["field_name"]).to_numpy(zero_copy_only=False)
+            frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
+    if len(index_fields) == 1 and not pd.api.types.is_object_dtype(frame.index.dtype):
+        index_types = [
+            c.get("numpy_type") for c in meta["columns"] if c.get("field_name") == index_fields[0]
+        ]
+        if index_types == ["object"]:
+            values = table.column(index_fields[0]).to_numpy(zero_copy_only=False)
+            frame.index = pd.Index(values, dtype=object, name=frame.index.name)
+    return frame
 
 
 def encode_model(model: Model) -> bytes:

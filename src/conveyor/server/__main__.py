@@ -1,0 +1,51 @@
+"""``python -m conveyor.server [PROJECT_DIR]``: the server without the CLI, for process managers.
+
+Configuration comes from ``conveyor.yaml`` and the ``CONVEYOR_*`` variables, as for
+``conveyor serve``. Exits 0 after a clean stop (SIGTERM), 130 on Ctrl-C, else the error's
+documented exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from conveyor.core.config import load_config
+from conveyor.core.env import CONVEYOR_LOG_LEVEL
+from conveyor.core.errors import ConveyorError
+from conveyor.server.serve import serve
+
+
+def main(argv: list[str]) -> int:
+    """Load the configuration of the project folder in ``argv`` (or found from here) and serve."""
+    parser = argparse.ArgumentParser(
+        prog="python -m conveyor.server",
+        description="Serve the production version of each model (Open Inference Protocol v2). "
+        "Settings: conveyor.yaml `serve:` and CONVEYOR_HOST, CONVEYOR_PORT, "
+        "CONVEYOR_POLL_INTERVAL, CONVEYOR_STORE, CONVEYOR_ARTIFACTS, CONVEYOR_LOG_LEVEL.",
+    )
+    parser.add_argument("project_dir", nargs="?", type=Path, help="folder of conveyor.yaml")
+    args = parser.parse_args(argv)
+    if args.project_dir is not None and not args.project_dir.is_dir():
+        parser.error(f"{args.project_dir} is not a folder")
+    level = os.environ.get(CONVEYOR_LOG_LEVEL, "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        serve(load_config(args.project_dir))
+    except ConveyorError as exc:
+        logging.getLogger("conveyor.server").error("%s", exc)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return 130  # 128 + SIGINT, as a shell reports an interrupted command
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
