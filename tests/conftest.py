@@ -41,20 +41,58 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+# Whether the PostgreSQL test database holds the current schema; a full reset clears it.
+_PG_STATE = {"migrated": False}
+
+
+def _truncate_postgres(url: str) -> None:
+    from conveyor.store.metadata import schema
+
+    names = ", ".join(f'"{t.name}"' for t in schema.metadata.sorted_tables)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE TABLE {names} RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A metadata-store URL for an empty database, once per backend."""
-    if request.param == "sqlite":
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> str:
+    """A metadata-store URL for an empty database with no schema, once per backend."""
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'metadata.db'}"
     url = postgres_url()
     _reset_postgres(url)
+    _PG_STATE["migrated"] = False
     return url
 
 
 @pytest.fixture
-def metadata_store(store_url: str) -> Iterator[MetadataStore]:
-    """A migrated, empty metadata store on each backend."""
-    store = MetadataStore.open(store_url)
+def metadata_store(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MetadataStore]:
+    """A migrated, empty metadata store on each backend.
+
+    On PostgreSQL the schema is migrated once and its tables emptied between tests, which is
+    what keeps the suite fast; tests about migrations themselves use ``store_url``.
+    """
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    elif "store_url" in request.fixturenames:
+        url = request.getfixturevalue("store_url")
+    else:
+        url = postgres_url()
+        if _PG_STATE["migrated"]:
+            _truncate_postgres(url)
+        else:
+            _reset_postgres(url)
+    store = MetadataStore.open(url)
+    if backend == "postgresql":
+        _PG_STATE["migrated"] = True
     yield store
     store.close()
 

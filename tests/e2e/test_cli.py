@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -140,3 +141,34 @@ def test_unreachable_store_exits_3(project: Path) -> None:
     )
     assert result.code == 3
     assert "unavailable" in _one_error_line(result.err)
+
+
+def test_corrupt_bundle_file_is_refused_with_exit_3(project: Path) -> None:
+    assert conveyor("run", cwd=project).code == 0
+    shown = conveyor("model", "show", "churn", "1", "--json", cwd=project)
+    assert shown.code == 0, shown.err
+    manifest = json.loads(shown.out)["manifest"]
+    digest = manifest["files"]["model/model.skops"]["digest"]
+    algo, hexdigest = digest.split(":")
+    path = project / ".conveyor" / "artifacts" / algo / hexdigest[:2] / hexdigest[2:]
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    result = conveyor("model", "show", "churn", "1", cwd=project)
+    assert result.code == 3
+    line = _one_error_line(result.err)
+    assert "corrupt" in line
+    assert digest in line
+
+
+def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
+    result = conveyor("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
+    assert result.code == 0, result.err + result.out
+    out = result.out
+    assert "6 steps, 6 cached" in out  # the second run skipped everything
+    assert "FAIL" in out  # the drifted model was stopped by a gate
+    assert "rolled back from v" in out
+    assert "exactly v1's predictions" in out
+    assert "every hash link intact" in out

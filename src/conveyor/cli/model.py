@@ -60,6 +60,43 @@ def list_(ctx: click.Context, name: str | None, as_json: bool) -> None:
     console().print(table)
 
 
+@model.command("show")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_context
+def show(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
+    """Show VERSION of model NAME: stage, metrics, signature and bundle. Loads the bundle and
+    verifies every file's digest (exit 3 if one does not match)."""
+    from conveyor.packaging import load_bundle
+    from conveyor.registry import get_version
+
+    with open_from_context(ctx) as project:
+        mv = get_version(project.metadata, name, version)
+        loaded = load_bundle(project.artifacts, mv.artifact_digest)
+    manifest = loaded.manifest
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"version": mv.to_dict(), "manifest": manifest.to_dict()}, indent=2, default=str
+            )
+        )
+        return
+    out = console()
+    out.print(
+        f"[bold]{name}[/bold] v{version}  stage [bold]{mv.stage}[/bold]  "
+        f"by {mv.created_by} at {mv.created_at:%Y-%m-%d %H:%M:%S}"
+    )
+    out.print(f"bundle {mv.artifact_digest} (every file verified)")
+    out.print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(mv.metrics.items())))
+    out.print("inputs:  " + ", ".join(f"{c.name}:{c.datatype}" for c in manifest.signature.inputs))
+    out.print("outputs: " + ", ".join(f"{c.name}:{c.datatype}" for c in manifest.signature.outputs))
+    out.print(
+        f"env: python {manifest.env.python} on {manifest.env.platform}; "
+        + ", ".join(f"{k}=={v}" for k, v in sorted(manifest.env.requirements.items()))
+    )
+
+
 @model.command("history")
 @click.argument("name")
 @click.pass_context

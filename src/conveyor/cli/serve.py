@@ -29,7 +29,15 @@ def serve(
 ) -> None:
     """Serve the production version of each model; switches version on promote or rollback
     without a restart."""
+    import logging
+    import os
+
+    from conveyor.core.env import CONVEYOR_LOG_LEVEL
     from conveyor.server import serve as run_server
+
+    # A server's log is its output: which version it serves and when it switches.
+    if not os.environ.get(CONVEYOR_LOG_LEVEL):
+        logging.getLogger().setLevel(logging.INFO)
 
     ctx.find_root().obj["overrides"].update(
         {"host": host, "port": port, "poll_interval": poll_interval, "models": list(models) or None}

@@ -48,7 +48,7 @@ def serve(config: Config) -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=10)
         )
-        logger.warning("conveyor serve: listening on http://%s:%d", shown, port)
+        logger.info("conveyor serve: listening on http://%s:%d", shown, port)
         with sock:
             _run(server, sock)
     finally:

@@ -65,7 +65,7 @@ def test_equal_frames_encode_to_equal_bytes() -> None:
 
 def test_a_frame_of_mixed_column_types_is_refused_naming_the_step() -> None:
     df = pd.DataFrame({"mixed": [1, "two", 3.0]}, dtype=object)
-    with pytest.raises(ValidationError, match=r"DataFrame returned by step 'clean' cannot be stored"):
+    with pytest.raises(ValidationError, match=r"returned by step 'clean' cannot be stored"):
         _codecs.encode(df, step="clean")
 
 
