@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,6 +157,27 @@ def _create_engine(url: str) -> sa.Engine:
     )
 
 
+def _enable_wal(cur: Any) -> None:
+    """Switch the database file to WAL, once: the mode is stored in the file.
+
+    The switch needs an exclusive lock and SQLite does not wait for it (no busy handler), so
+    two processes creating the same new database at once can see "database is locked"; the one
+    that loses retries until the winner's switch is visible.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     in_memory = url.database in (None, "", ":memory:")
     if in_memory:
@@ -179,10 +202,10 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         # Let SQLAlchemy's "begin" event issue BEGIN itself, so writes can ask for IMMEDIATE.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        if not in_memory:
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            _enable_wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
