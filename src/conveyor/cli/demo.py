@@ -252,7 +252,12 @@ class _Story:
                     f"{mark}  {check['check']:<44} observed {_fmt(check.get('observed'))}"
                     f"  threshold {_fmt(check.get('threshold'))}"
                 )
-            self.say(f"[red]v{version} stays where it is:[/red] {exc.message}")
+            checks = exc.details.get("checks", [])
+            failed = sum(1 for c in checks if not c["passed"])
+            self.say(
+                f"[red]v{version} stays {exc.details.get('from_stage', 'where it is')}:[/red] "
+                f"{failed} of {len(checks)} checks failed, so nothing moved"
+            )
             return
         if not expect_pass:
             raise InfrastructureError(f"v{version} passed gates the demo expected it to fail")
