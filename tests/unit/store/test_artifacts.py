@@ -15,7 +15,7 @@ from conveyor.core.digest import digest_bytes
 from conveyor.core.errors import ConfigError, InfrastructureError
 from conveyor.store.artifacts import (
     ArtifactNotFoundError,
-    CorruptArtifactError,
+    ArtifactRef,
     LocalArtifactStore,
     MemoryArtifactStore,
     open_artifact_store,
@@ -24,6 +24,7 @@ from conveyor.store.artifacts import local as local_mod
 from conveyor.store.artifacts.remote import FsspecArtifactStore
 
 if TYPE_CHECKING:
+    import io
     from collections.abc import Callable, Iterator
 
 
@@ -49,23 +50,55 @@ def test_local_objects_are_read_only(tmp_path: Path) -> None:
         assert mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0
 
 
-def test_local_put_file_refuses_a_file_that_changes_while_it_is_stored(
+def test_local_put_file_names_the_stored_bytes_even_if_the_source_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The file is hashed, then copied while hashed again; simulate it changing in between.
+    # The source changes while it is copied: whatever bytes land in the store must be stored
+    # under their own digest, never under the digest of another read of the source.
     store = LocalArtifactStore(tmp_path / "arts")
-    src = tmp_path / "data.csv"
-    src.write_bytes(b"after the change")
-    before = digest_bytes(b"before the change")
-    monkeypatch.setattr(local_mod, "digest_file", lambda _path: before)
+    src = tmp_path / "data.bin"
+    src.write_bytes(b"a" * (9 * 1024 * 1024))
+    changed = b"b" * (9 * 1024 * 1024)
 
-    with pytest.raises(CorruptArtifactError, match="changed while stored"):
+    def copy_while_source_changes(_src: object, out: io.BufferedWriter) -> None:
+        out.write(changed)
+
+    monkeypatch.setattr(local_mod, "_copy", copy_while_source_changes)
+    ref = store.put_file(src)
+
+    assert ref.digest == digest_bytes(changed)
+    assert store.get_bytes(ref.digest) == changed
+    assert list((tmp_path / "arts" / "staging").iterdir()) == []
+
+
+def test_local_put_file_that_fails_half_way_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalArtifactStore(tmp_path / "arts")
+    src = tmp_path / "data.bin"
+    src.write_bytes(b"x" * (9 * 1024 * 1024))
+
+    def failing_copy(_src: object, out: io.BufferedWriter) -> None:
+        out.write(b"x" * 1024)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_mod, "_copy", failing_copy)
+    with pytest.raises(OSError, match="No space left"):
         store.put_file(src)
-
-    assert not store.exists(before)
-    assert not store.exists(digest_bytes(b"after the change"))
     leftovers = [p for p in (tmp_path / "arts").rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_local_put_file_of_a_large_file_copies_it_whole(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "arts")
+    src = tmp_path / "big.bin"
+    data = bytes(range(256)) * (48 * 1024)  # 12 MiB: the copy path, not the small-file path
+    src.write_bytes(data)
+    ref = store.put_file(src)
+    assert ref == ArtifactRef(digest_bytes(data), len(data))
+    assert store.get_bytes(ref.digest) == data
+    stored = Path(store.location(ref.digest))
+    assert not stored.stat().st_mode & 0o222  # read-only once stored
 
 
 def test_local_get_file_of_a_missing_digest_creates_no_folder(tmp_path: Path) -> None:
