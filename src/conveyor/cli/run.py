@@ -14,13 +14,41 @@ __all__ = ["run"]
 _STYLE = {"ran": "green", "cached": "cyan", "failed": "red"}
 
 
+def _unchanged(ctx: click.Context) -> bool:
+    """Answer from the run lock when nothing changed, before any heavy import; else False."""
+    from pathlib import Path
+
+    from conveyor.project import unchanged_run
+
+    obj = ctx.find_root().obj or {}
+    project_dir = obj.get("project_dir")
+    locked = unchanged_run(Path(project_dir) if project_dir else None, obj.get("overrides") or {})
+    if locked is None:
+        return False
+    n = len(locked.steps)
+    click.echo(
+        f"pipeline {locked.pipeline}: {n} steps: 0 ran, {n} cached "
+        "(nothing changed since the last run, by the run lock)"
+    )
+    if locked.model is not None:
+        click.echo(
+            f"model {locked.model} unchanged, already registered as version {locked.version}"
+        )
+    return True
+
+
 @click.command()
 @click.option("--force", is_flag=True, help="Re-run every step even if its cache key matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def run(ctx: click.Context, force: bool, as_json: bool) -> None:
     """Run the project's pipeline; a step whose inputs, code, params and env are unchanged is
-    skipped. If conveyor.yaml has a `model:` section, the model is packaged and registered."""
+    skipped. If conveyor.yaml has a `model:` section, the model is packaged and registered.
+
+    When nothing at all changed since the last run (checked by file fingerprints in
+    .conveyor/run-lock.json), it says so without loading anything; --force re-runs every step."""
+    if not force and not as_json and _unchanged(ctx):
+        return
     from conveyor.project import run as run_project
 
     out = console()

@@ -18,6 +18,7 @@ from pydantic import ValidationError as _PydanticValidationError
 
 from conveyor.core import env
 from conveyor.core.errors import ConfigError
+from conveyor.core.project_dir import CONFIG_FILE, DEFAULT_STATE_DIR, config_path, find_project_dir
 
 __all__ = [
     "CONFIG_FILE",
@@ -27,9 +28,6 @@ __all__ = [
     "find_project_dir",
     "load_config",
 ]
-
-CONFIG_FILE = "conveyor.yaml"
-DEFAULT_STATE_DIR = ".conveyor"
 
 
 class _Section(BaseModel):
@@ -83,18 +81,6 @@ class _FileSchema(_Section):
     model: ModelSection | None = None
     policies: str | None = None
     serve: ServeSection = Field(default_factory=ServeSection)
-
-
-def find_project_dir(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` holding ``conveyor.yaml``, else ``start``."""
-    override = os.environ.get(env.CONVEYOR_PROJECT_DIR)
-    if override:
-        return Path(override).resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_FILE).is_file():
-            return folder
-    return here
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -168,7 +154,7 @@ def load_config(project_dir: Path | None = None, overrides: dict[str, Any] | Non
     Raises:
         ConfigError: naming the file, line and key that are wrong, and what to write instead.
     """
-    root, path = _config_path(project_dir)
+    root, path = config_path(project_dir)
     data, node = _read_file(path) if path.is_file() else ({}, None)
     try:
         parsed = _FileSchema.model_validate(data)
@@ -196,20 +182,6 @@ def load_config(project_dir: Path | None = None, overrides: dict[str, Any] | Non
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"invalid setting {key}: {err['msg']}") from exc
-
-
-def _config_path(project_dir: Path | None) -> tuple[Path, Path]:
-    config_env = os.environ.get(env.CONVEYOR_CONFIG)
-    if config_env:
-        path = Path(config_env).resolve()
-        if not path.is_file():
-            raise ConfigError(
-                f"{env.CONVEYOR_CONFIG} points to {path}, which does not exist",
-                hint="unset it or point it to a conveyor.yaml",
-            )
-        return path.parent, path
-    root = (project_dir or find_project_dir()).resolve()
-    return root, root / CONFIG_FILE
 
 
 def _schema_error(exc: _PydanticValidationError, path: Path, node: yaml.Node | None) -> ConfigError:

@@ -108,6 +108,8 @@ class PipelineResult:
     steps: list[StepResult]
     _outputs: dict[str, _Output] = field(repr=False)
     _artifacts: ArtifactStore = field(repr=False)
+    #: The data files (``files=`` parameters) the steps read, as absolute paths.
+    input_files: tuple[str, ...] = ()
 
     def load(self, name: str) -> Any:
         """The output of step ``name``, read from the artifact store if it was cached.
@@ -197,7 +199,10 @@ def run_pipeline(
         # Whatever happened, the steps that finished are recorded (and stay cached).
         runner.recorder.flush()
         digests.save()
-    return PipelineResult(pipeline.name, pipeline_run_id, results, runner.outputs, artifacts)
+    read = tuple(sorted({str(p.call_args[name]) for p in plans for name in p.step.files}))
+    return PipelineResult(
+        pipeline.name, pipeline_run_id, results, runner.outputs, artifacts, input_files=read
+    )
 
 
 @dataclass

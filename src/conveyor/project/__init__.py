@@ -1,18 +1,29 @@
-"""A project's workflows: open its stores, run its pipeline and register, promote, roll back."""
+"""A project's workflows: open its stores, run its pipeline and register, promote, roll back.
+
+Names are imported on first use: ``conveyor run`` checks its run lock (``unchanged_run``)
+before the stores' libraries are loaded at all.
+"""
 
 from __future__ import annotations
 
-from conveyor.project._context import Project, open_project
-from conveyor.project._workflows import (
-    RunReport,
-    audit_log,
-    promote,
-    rollback,
-    run,
-    verify_audit,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.project._context import Project, open_project
+    from conveyor.project._fastpath import unchanged_run
+    from conveyor.project._runlock import LockedRun
+    from conveyor.project._workflows import (
+        RunReport,
+        audit_log,
+        promote,
+        rollback,
+        run,
+        verify_audit,
+    )
 
 __all__ = [
+    "LockedRun",
     "Project",
     "RunReport",
     "audit_log",
@@ -20,5 +31,28 @@ __all__ = [
     "promote",
     "rollback",
     "run",
+    "unchanged_run",
     "verify_audit",
 ]
+
+_LAZY = {
+    "LockedRun": "conveyor.project._runlock",
+    "Project": "conveyor.project._context",
+    "RunReport": "conveyor.project._workflows",
+    "audit_log": "conveyor.project._workflows",
+    "open_project": "conveyor.project._context",
+    "promote": "conveyor.project._workflows",
+    "rollback": "conveyor.project._workflows",
+    "run": "conveyor.project._workflows",
+    "unchanged_run": "conveyor.project._fastpath",
+    "verify_audit": "conveyor.project._workflows",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor.project' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

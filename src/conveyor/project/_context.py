@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.config import Config, load_config
@@ -22,6 +22,8 @@ class Project:
     config: Config
     metadata: MetadataStore
     artifacts: ArtifactStore
+    #: Command-line values that overrode the configuration (they are part of the run lock).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         self.metadata.close()
@@ -39,4 +41,4 @@ def open_project(
     """Load ``conveyor.yaml`` (with environment and flag overrides) and open both stores."""
     config = load_config(project_dir, overrides)
     metadata = MetadataStore.open(config.store)
-    return Project(config, metadata, open_artifact_store(config.artifacts))
+    return Project(config, metadata, open_artifact_store(config.artifacts), dict(overrides or {}))

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from conveyor.core.errors import ConfigError
+from conveyor.core.project_dir import config_path
+from conveyor.project import _runlock
 from conveyor.store.metadata import AuditEvent, ChainReport, insert_ignore, verify_chain
 from conveyor.store.metadata.schema import artifact as artifact_table
 from conveyor.store.metadata.schema import audit_event
@@ -32,6 +34,8 @@ class RunReport:
     pipeline: PipelineResult
     version: ModelVersion | None
     created: bool
+    #: Digests of the registered bundle's files (manifest included).
+    bundle_files: tuple[str, ...] = ()
 
 
 def run(
@@ -65,12 +69,44 @@ def run(
         on_event=on_event,
     )
     if config.model is None:
-        return RunReport(result, None, False)
-    version, created = _register(project, result, actor=actor)
-    return RunReport(result, version, created)
+        report = RunReport(result, None, False)
+    else:
+        version, created, bundle_files = _register(project, result, actor=actor)
+        report = RunReport(result, version, created, bundle_files)
+    _write_lock(project, report)
+    return report
 
 
-def _register(project: Project, result: PipelineResult, *, actor: str) -> tuple[ModelVersion, bool]:
+def _write_lock(project: Project, report: RunReport) -> None:
+    from conveyor.store.artifacts import LocalArtifactStore
+
+    config = project.config
+    root, config_file = config_path(config.root)
+    if not isinstance(project.artifacts, LocalArtifactStore):
+        _runlock.lock_path(root).unlink(missing_ok=True)
+        return
+    digests = [s.output_digest for s in report.pipeline.steps if s.output_digest]
+    digests += report.bundle_files
+    version = report.version
+    _runlock.write(
+        root,
+        config_file,
+        project.overrides,
+        store_url=config.store,
+        artifact_paths=[project.artifacts.location(d) for d in digests],
+        data_files=list(report.pipeline.input_files),
+        run=_runlock.LockedRun(
+            pipeline=report.pipeline.pipeline,
+            steps=tuple(s.name for s in report.pipeline.steps),
+            model=version.model if version else None,
+            version=version.version if version else None,
+        ),
+    )
+
+
+def _register(
+    project: Project, result: PipelineResult, *, actor: str
+) -> tuple[ModelVersion, bool, tuple[str, ...]]:
     from conveyor.packaging import Model, build_bundle
     from conveyor.registry import register_version
 
@@ -109,7 +145,7 @@ def _register(project: Project, result: PipelineResult, *, actor: str) -> tuple[
     ]
     with project.metadata.write(actor) as tx:
         insert_ignore(tx.conn, artifact_table, rows)
-    return register_version(
+    version, created = register_version(
         project.metadata,
         model=section.name,
         artifact_digest=bundle.digest,
@@ -118,6 +154,7 @@ def _register(project: Project, result: PipelineResult, *, actor: str) -> tuple[
         actor=actor,
         description=section.description,
     )
+    return version, created, tuple(ref.digest for ref in bundle.files.values())
 
 
 def _metrics(value: Any, step: str) -> dict[str, float]:
