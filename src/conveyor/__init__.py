@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conveyor.packaging import Model
     from conveyor.pipeline import Pipeline, step
+    from conveyor.tracking import get_metrics, list_runs, start_run
 
-__all__ = ["Model", "Pipeline", "__version__", "step"]
+__all__ = ["Model", "Pipeline", "__version__", "get_metrics", "list_runs", "start_run", "step"]
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Model": "conveyor.packaging",
     "Pipeline": "conveyor.pipeline",
+    "get_metrics": "conveyor.tracking",
+    "list_runs": "conveyor.tracking",
+    "start_run": "conveyor.tracking",
     "step": "conveyor.pipeline",
 }
 

@@ -27,6 +27,7 @@ __all__ = [
     "gate_result",
     "incident",
     "metadata",
+    "metric",
     "model",
     "model_version",
     "principal",
@@ -145,6 +146,18 @@ def _edge(name: str) -> sa.Table:
 
 run_input = _edge("run_input")
 run_output = _edge("run_output")
+
+metric = sa.Table(
+    "metric",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("run.id"), nullable=False),
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_metric_run_id_key_step", "run_id", "key", "step"),
+)
 
 model = sa.Table(
     "model",
