@@ -34,7 +34,7 @@ from conveyor.core.digest import ALGORITHM
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["copy_hashed"]
+__all__ = ["clone", "copy_hashed", "digest_fd"]
 
 # 8-64 MiB measured alike; 16 MiB keeps the hashing thread close behind the copy.
 CHUNK = 16 * 1024 * 1024
@@ -43,9 +43,11 @@ _FICLONE = 0x40049409
 # copy_file_range and sendfile fail with these where they cannot work (another filesystem, an old
 # kernel, a filesystem without splice); any other error (EIO, ENOSPC) is real and propagates.
 _UNSUPPORTED = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
-# Through user space, a buffer that stays in the CPU cache copies faster than a large one.
+# Through user space, a buffer that stays in the CPU cache copies faster than a large one
+# (measured: 1 MiB ~0.45 s per GiB, 8 MiB ~1 s).
 _BUFFER = 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
+_DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
 
 
 def copy_hashed(src: int, dst: int, size: int) -> tuple[str, int]:
@@ -57,16 +59,21 @@ def copy_hashed(src: int, dst: int, size: int) -> tuple[str, int]:
     """
     if clone(src, dst):
         copied = os.fstat(dst).st_size
-        return _digest_fd(dst, copied), copied
-    with contextlib.suppress(OSError):  # only a read-ahead hint
-        os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return digest_fd(dst, copied), copied
+    if size == 0:  # a memory map cannot be empty
+        return digest_fd(dst, 0), 0
+    if hasattr(os, "posix_fadvise"):  # not on macOS
+        with contextlib.suppress(OSError):  # only a read-ahead hint
+            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     os.ftruncate(dst, size)  # the memory map below must cover the whole copy
     with mmap.mmap(dst, size, prot=mmap.PROT_READ) as view:
         behind = _HashBehind(view)
         try:
             copied = _copy(src, dst, size, behind.submit)
-        finally:
-            digest = behind.finish()
+        except BaseException:
+            behind.abandon()
+            raise
+        digest = behind.finish()
     if copied < size:
         os.ftruncate(dst, copied)
     return digest, copied
@@ -84,16 +91,16 @@ def clone(src: int, dst: int) -> bool:
 def _copy(src: int, dst: int, size: int, copied_range: Callable[[int, int], None]) -> int:
     """Copy chunk by chunk, reporting each copied range; returns how many bytes were copied."""
     writeback = _sync_file_range()
-    copy_chunk = _copy_file_range
+    ways = _ways_to_copy()
     offset = 0
     while offset < size:
         count = min(CHUNK, size - offset)
         try:
-            n = copy_chunk(src, dst, offset, count)
+            n = ways[0](src, dst, offset, count)
         except OSError as exc:
-            if exc.errno not in _UNSUPPORTED or copy_chunk is _pread_pwrite:
+            if exc.errno not in _UNSUPPORTED or len(ways) == 1:
                 raise
-            copy_chunk = _sendfile if copy_chunk is _copy_file_range else _pread_pwrite
+            ways = ways[1:]  # this way cannot copy between these two files: try the next
             continue
         if n == 0:
             break  # the source is shorter than it was
@@ -104,24 +111,35 @@ def _copy(src: int, dst: int, size: int, copied_range: Callable[[int, int], None
     return offset
 
 
+def _ways_to_copy() -> list[Callable[[int, int, int, int], int]]:
+    """The ways this platform has to copy a range between two files, fastest first."""
+    ways: list[Callable[[int, int, int, int], int]] = []
+    if hasattr(os, "copy_file_range"):  # Linux, FreeBSD
+        ways.append(_copy_file_range)
+    if sys.platform.startswith("linux"):  # elsewhere sendfile writes only to sockets
+        ways.append(_sendfile)
+    ways.append(_pread_pwrite)
+    return ways
+
+
 def _copy_file_range(src: int, dst: int, offset: int, count: int) -> int:
     return os.copy_file_range(src, dst, count, offset, offset)
 
 
 def _sendfile(src: int, dst: int, offset: int, count: int) -> int:
-    # Works across filesystems, still without a trip through user space.
+    # Works across filesystems (copy_file_range does not), still without a trip through user
+    # space.
     os.lseek(dst, offset, os.SEEK_SET)
     return os.sendfile(dst, src, offset, count)
 
 
 def _pread_pwrite(src: int, dst: int, offset: int, count: int) -> int:
-    buf = bytearray(min(count, _BUFFER))
-    n = os.preadv(src, [buf], offset)
-    view = memoryview(buf)[:n]
-    written = 0
-    while written < n:
-        written += os.pwrite(dst, view[written:], offset + written)
-    return n
+    data = os.pread(src, min(count, _BUFFER), offset)
+    with memoryview(data) as view:
+        written = 0
+        while written < len(data):
+            written += os.pwrite(dst, view[written:], offset + written)
+    return len(data)
 
 
 class _HashBehind:
@@ -141,30 +159,47 @@ class _HashBehind:
         self._ranges.put((start, end))
 
     def finish(self) -> str:
-        """Wait for the submitted ranges; returns the digest, or re-raises the thread's error.
-
-        Called on the error path too: then the thread stops at once instead of hashing on.
-        """
-        if sys.exc_info()[0] is not None:
-            self._stop = True
+        """Wait for the submitted ranges; returns the digest, or re-raises the thread's error."""
         self._ranges.put(None)
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:  # Ctrl-C while waiting: the memory map must not outlive the thread
+            self.abandon()
+            raise
         if self._error is not None:
             raise self._error
         return f"{ALGORITHM}:{self._hasher.hexdigest()}"
 
+    def abandon(self) -> None:
+        """Stop after the range being hashed: the copy failed, the digest is not wanted."""
+        self._stop = True
+        self._ranges.put(None)
+        self._thread.join()
+
     def _run(self) -> None:
+        released = 0
         try:
             with memoryview(self._view) as whole:
                 while (item := self._ranges.get()) is not None and not self._stop:
                     start, end = item
                     with whole[start:end] as part:
                         self._hasher.update(part)
+                    released = self._release(released, end)
         except BaseException as exc:  # handed to the caller by finish()
             self._error = exc
 
+    def _release(self, start: int, end: int) -> int:
+        # Unmap what is hashed (the page cache keeps it): the process's memory stays at a few
+        # chunks instead of growing to the size of the file.
+        end -= end % mmap.PAGESIZE
+        if end > start and _DONTNEED is not None:
+            with contextlib.suppress(OSError):
+                self._view.madvise(_DONTNEED, start, end - start)
+        return end
 
-def _digest_fd(fd: int, size: int) -> str:
+
+def digest_fd(fd: int, size: int) -> str:
+    """The digest of the first ``size`` bytes of an open file, memory-mapped, on all cores."""
     hasher = _blake3.blake3(max_threads=_blake3.blake3.AUTO)
     if size:
         with mmap.mmap(fd, size, prot=mmap.PROT_READ) as view:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
 from conveyor.core.atomic import atomic_write, atomic_write_bytes, fsync_dir
 from conveyor.core.digest import digest_bytes, digest_file, parse_digest
+from conveyor.core.errors import ConflictError
+from conveyor.store.artifacts._ingest import copy_hashed, digest_fd
 from conveyor.store.artifacts._protocol import ArtifactRef
 from conveyor.store.artifacts.errors import ArtifactNotFoundError, CorruptArtifactError
 
@@ -20,11 +20,13 @@ __all__ = ["LocalArtifactStore"]
 _CHUNK = 8 * 1024 * 1024
 # Below this, reading the file into memory and hashing it once is the cheapest way.
 _SMALL = 8 * 1024 * 1024
-_COPY_RANGE = 1 << 30
-# ioctl request number of FICLONE (linux/fs.h): a copy-on-write clone on btrfs, XFS, bcachefs.
-_FICLONE = 0x40049409
 # Temporary copies live inside the store, on its filesystem, so the final rename is atomic.
 _STAGING = "staging"
+# An empty file per size of the large objects stored: "sizes/1073741824". A file of a size never
+# stored cannot be a duplicate, so it is copied and hashed in one pass; one of a known size is
+# hashed first, so that a file stored again is not copied again.
+_SIZES = "sizes"
+_READ_ONLY = 0o444
 
 
 class LocalArtifactStore:
@@ -51,41 +53,75 @@ class LocalArtifactStore:
         digest = digest_bytes(data)
         path = self._path(digest)
         if not path.is_file():
+            if len(data) >= _SMALL:
+                self._mark_size(len(data))
             atomic_write_bytes(path, data)
             _make_readonly(path)
         return ArtifactRef(digest, len(data))
 
     def put_file(self, path: Path) -> ArtifactRef:
-        """Copy the file into the store, then name it by the digest of the copy.
+        """Copy the file into the store, then name the copy by its own digest.
 
-        One copy (a reflink where the filesystem can clone, else a kernel-side copy) and one
-        hash of the copied bytes while they are still in the page cache, on all cores. Hashing
-        the copy rather than the source means the stored bytes always match their name, even
-        if the source changes while it is being stored.
+        One pass: a reflink where the filesystem can clone, else a kernel-side copy hashed as
+        it lands, with its write to disk started on the way (see ``_ingest``). Hashing the
+        copy rather than the source means the stored bytes always match their name.
+
+        A file that may already be stored (an object of the same size exists) is hashed
+        first instead, and not copied at all when it is.
+
+        Raises:
+            ConflictError: the file changed (size or modification time) while it was copied.
         """
-        if path.stat().st_size < _SMALL:
-            return self.put_bytes(path.read_bytes())
+        with path.open("rb") as src:
+            before = os.fstat(src.fileno())
+            size = before.st_size
+            if size < _SMALL:
+                return self.put_bytes(src.read())
+            if self._size_mark(size).exists():
+                digest = digest_fd(src.fileno(), size)
+                if self.exists(digest):
+                    return ArtifactRef(digest, size)
+            return self._copy_in(path, src.fileno(), before)
+
+    def _copy_in(self, path: Path, src: int, before: os.stat_result) -> ArtifactRef:
         staging = self.root / _STAGING
         staging.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".part")
         tmp = Path(tmp_name)
         try:
-            with path.open("rb") as src, os.fdopen(fd, "wb") as out:
-                _copy(src, out)
-                out.flush()
-                size = out.tell()
-                digest = digest_file(tmp)
-                dest = self._path(digest)
-                if dest.is_file():
-                    return ArtifactRef(digest, size)
-                os.fsync(out.fileno())
-            _make_readonly(tmp)
+            digest, size = copy_hashed(src, fd, before.st_size)
+            if size != before.st_size or _changed(before, os.fstat(src)):
+                raise ConflictError(
+                    f"{path} changed while it was being stored; nothing was stored",
+                    hint="store it again once nothing is writing to it",
+                    details={"path": str(path)},
+                )
+            self._mark_size(size)
+            dest = self._path(digest)
+            if dest.is_file():
+                # An object stored before its size was marked: the copy is dropped, never renamed.
+                return ArtifactRef(digest, size)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, _READ_ONLY)
+            os.fsync(fd)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, dest)
             fsync_dir(dest.parent)
             return ArtifactRef(digest, size)
         finally:
+            os.close(fd)
             tmp.unlink(missing_ok=True)
+
+    def _size_mark(self, size: int) -> Path:
+        return self.root / _SIZES / str(size)
+
+    def _mark_size(self, size: int) -> None:
+        # Written before the object is renamed into place, so every large object has its mark.
+        # A mark without an object (a crash in between, a deleted object) costs one extra hash.
+        mark = self._size_mark(size)
+        if not mark.exists():
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
 
     def get_bytes(self, digest: str) -> bytes:
         path = self._path(digest)
@@ -111,27 +147,13 @@ class LocalArtifactStore:
         return dest
 
 
-def _copy(src: BinaryIO, out: BinaryIO) -> None:
-    """Copy ``src`` to ``out``: clone if the filesystem can, else copy inside the kernel."""
-    try:
-        fcntl.ioctl(out.fileno(), _FICLONE, src.fileno())
-        out.seek(0, os.SEEK_END)
-        return
-    except OSError:
-        pass  # ext4, tmpfs, different filesystems: no clone, copy instead
-    offset = 0
-    try:
-        while copied := os.copy_file_range(src.fileno(), out.fileno(), _COPY_RANGE, offset):
-            offset += copied
-    except OSError:
-        # Filesystems or kernels without copy_file_range: copy through user space.
-        src.seek(offset)
-        out.seek(offset)
-        shutil.copyfileobj(src, out, _CHUNK)
-    out.seek(0, os.SEEK_END)
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    # A write moves the modification time; coarse timestamps can miss one that lands in the same
+    # tick as the first stat, but the digest still names exactly the bytes that were stored.
+    return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
 
 
 def _make_readonly(path: Path) -> None:
     # Objects are immutable; dropping write bits keeps a stray editor or script from changing one.
     with contextlib.suppress(OSError):
-        os.chmod(path, 0o444)
+        os.chmod(path, _READ_ONLY)
