@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from conveyor.core.errors import CheckFailedError, ConflictError, UsageError
-from conveyor.registry._rows import add_stage, fetch_production, fetch_version
+from conveyor.registry._rows import add_stage, fetch_version_and_production
 from conveyor.registry.records import STAGES, PromotionResult
 from conveyor.store.metadata.schema import gate_result
 
@@ -101,10 +101,9 @@ def promote(
 
 
 def _promote(tx: Tx, *, model: str, version: int, to: str, policy: Policy, reason: str) -> _Outcome:
-    current = fetch_version(tx.conn, model, version)
+    current, production = fetch_version_and_production(tx.conn, model, version)
     from_stage = current.stage
     gates = _gates(current, to)
-    production = fetch_production(tx.conn, model)
     checks = [
         check.evaluate(
             current.metrics,

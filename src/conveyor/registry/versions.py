@@ -26,6 +26,25 @@ __all__ = ["register_version"]
 logger = logging.getLogger(__name__)
 
 _MAX_METRIC_NAME = 128
+# Everything a registration must know before it writes, in one round trip (built once, like
+# the statements in ``_rows``; see there why).
+_LOOKUP = sa.select(
+    sa.select(model_version.c.version)
+    .where(
+        model_version.c.model == sa.bindparam("model"),
+        model_version.c.artifact_digest == sa.bindparam("digest"),
+    )
+    .scalar_subquery()
+    .label("same_bundle"),
+    sa.exists().where(model_table.c.name == sa.bindparam("model")).label("model_exists"),
+    sa.select(sa.func.max(model_version.c.version))
+    .where(model_version.c.model == sa.bindparam("model"))
+    .scalar_subquery()
+    .label("latest"),
+    sa.exists().where(run.c.id == sa.bindparam("run_id")).label("run_exists"),
+)
+_INSERT_MODEL = sa.insert(model_table)
+_INSERT_VERSION = sa.insert(model_version)
 
 
 def register_version(
@@ -66,17 +85,20 @@ def register_version(
     clean = _clean_metrics(metrics)
     try:
         with store.write(actor) as tx:
-            existing = tx.conn.execute(
-                sa.select(model_version.c.version).where(
-                    model_version.c.model == model,
-                    model_version.c.artifact_digest == artifact_digest,
+            found = tx.conn.execute(
+                _LOOKUP, {"model": model, "digest": artifact_digest, "run_id": run_id}
+            ).one()
+            if found.same_bundle is not None:
+                return fetch_version(tx.conn, model, found.same_bundle), False
+            if run_id is not None and not found.run_exists:
+                raise NotFoundError(
+                    f"run '{run_id}' does not exist, so model '{model}' cannot name it",
+                    hint="pass the run id of a recorded pipeline step, or no run id",
                 )
-            ).scalar_one_or_none()
-            if existing is not None:
-                return fetch_version(tx.conn, model, existing), False
-            _check_run(tx.conn, model, run_id)
-            _ensure_model(tx, model, description)
-            registered = _insert_version(tx, model, artifact_digest, clean, run_id)
+            if not found.model_exists:
+                _create_model(tx, model, description)
+            version = (found.latest or 0) + 1
+            registered = _insert_version(tx, model, version, artifact_digest, clean, run_id)
     except sa.exc.IntegrityError as exc:
         # Writes are serialised, so only a writer that bypasses Conveyor can get here.
         raise ConflictError(
@@ -87,36 +109,24 @@ def register_version(
     return registered, True
 
 
-def _check_run(conn: sa.Connection, model: str, run_id: str | None) -> None:
-    if run_id is None:
-        return
-    if conn.execute(sa.select(run.c.id).where(run.c.id == run_id)).first() is None:
-        raise NotFoundError(
-            f"run '{run_id}' does not exist, so model '{model}' cannot name it",
-            hint="pass the run id of a recorded pipeline step, or no run id",
-        )
-
-
-def _ensure_model(tx: Tx, model: str, description: str) -> None:
-    query = sa.select(model_table.c.name).where(model_table.c.name == model)
-    if tx.conn.execute(query).first() is not None:
-        return
+def _create_model(tx: Tx, model: str, description: str) -> None:
     tx.conn.execute(
-        sa.insert(model_table),
+        _INSERT_MODEL,
         {"name": model, "description": description, "created_by": tx.actor, "created_at": tx.at},
     )
     tx.audit("model.created", f"model:{model}", {"description": description})
 
 
 def _insert_version(
-    tx: Tx, model: str, artifact_digest: str, metrics: dict[str, float], run_id: str | None
+    tx: Tx,
+    model: str,
+    version: int,
+    artifact_digest: str,
+    metrics: dict[str, float],
+    run_id: str | None,
 ) -> ModelVersion:
-    latest = tx.conn.execute(
-        sa.select(sa.func.max(model_version.c.version)).where(model_version.c.model == model)
-    ).scalar_one()
-    version = (latest or 0) + 1
     tx.conn.execute(
-        sa.insert(model_version),
+        _INSERT_VERSION,
         {
             "model": model,
             "version": version,

@@ -175,6 +175,68 @@ def test_utc_datetime_rejects_naive_datetimes(metadata_store: MetadataStore) -> 
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.alert)).scalar() == 0
 
 
+def test_sqlite_timestamps_written_by_other_programs_are_read_as_utc(
+    sqlite_store: MetadataStore,
+) -> None:
+    # Conveyor writes naive UTC text; text with an offset, or without microseconds, is honoured.
+    with sqlite_store.write("alice") as tx:
+        for rule, text in [
+            ("plain", "2026-03-04 05:06:07"),
+            ("offset", "2026-03-04T10:36:07.5+05:30"),
+            ("zulu", "2026-03-04T05:06:07Z"),
+        ]:
+            tx.conn.execute(
+                sa.text("INSERT INTO alert (rule, state, since) VALUES (:r, 's', :t)"),
+                {"r": rule, "t": text},
+            )
+    with sqlite_store.read() as conn:
+        rows = dict(conn.execute(sa.select(schema.alert.c.rule, schema.alert.c.since)).all())
+    assert rows == {
+        "plain": dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        "offset": dt.datetime(2026, 3, 4, 5, 6, 7, 500000, tzinfo=UTC),
+        "zulu": dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+    }
+
+
+# ------------------------------------------------------------------ JSON columns
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('{"b": [1, 2.5, null], "a": "x"}', {"b": [1, 2.5, None], "a": "x"}),
+        (' {"a": 1}\n', {"a": 1}),  # whitespace around the document, as other programs write
+        ("[]", []),
+        ('"text"', "text"),
+    ],
+)
+def test_json_columns_read_back_what_was_stored(
+    metadata_store: MetadataStore, text: str, value: object
+) -> None:
+    with metadata_store.write("alice") as tx:
+        tx.conn.execute(schema.alert.insert().values(rule="r", state="s", since=tx.at, labels=None))
+        tx.conn.execute(
+            sa.text("UPDATE alert SET labels = CAST(:t AS " + _json_type(metadata_store) + ")"),
+            {"t": text},
+        )
+    with metadata_store.read() as conn:
+        assert conn.execute(sa.select(schema.alert.c.labels)).scalar_one() == value
+
+
+def _json_type(store: MetadataStore) -> str:
+    return "JSONB" if store.dialect == "postgresql" else "TEXT"
+
+
+def test_json_text_that_is_not_json_is_an_error(sqlite_store: MetadataStore) -> None:
+    with sqlite_store.write("alice") as tx:
+        tx.conn.execute(
+            sa.text("INSERT INTO alert (rule, state, since, labels) VALUES ('r', 's', :t, :l)"),
+            {"t": "2026-01-01 00:00:00", "l": '{"a": 1} trailing'},
+        )
+    with sqlite_store.read() as conn, pytest.raises(ValueError, match="Extra data"):
+        conn.execute(sa.select(schema.alert.c.labels)).scalar_one()
+
+
 # ------------------------------------------------------------------ insert_ignore
 
 

@@ -8,11 +8,14 @@ The Alembic migrations under ``migrations/`` create exactly these tables; a test
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "UTCDateTime",
@@ -61,6 +64,29 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+    def result_processor(
+        self, dialect: sa.Dialect, coltype: Any
+    ) -> Callable[[Any], dt.datetime | None] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite hands back the text written above (naive UTC). Parsing it with the offset
+        # appended gives an aware datetime in one C call (~0.4 us), where SQLAlchemy's parse
+        # followed by process_result_value took ~1.5 us; listing 1,000 runs reads 2,000.
+        return _utc_from_text
+
+
+def _utc_from_text(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return _FROM_ISO(value + "+00:00")
+    except ValueError:
+        # Text with an offset of its own (written by another program): honour it.
+        return _FROM_ISO(value).astimezone(dt.UTC)
+
+
+_FROM_ISO = dt.datetime.fromisoformat
 
 
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -127,7 +153,12 @@ run = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("ended_at", UTCDateTime()),
+    # The latest value of each metric logged to the run (conveyor.tracking), kept with the run
+    # so that listing runs reads one row each however long their metric histories are; the
+    # history itself is in ``metric``. NULL for runs that logged none. Added by 0002, hence last.
+    sa.Column("metrics", JSON),
     sa.Index("ix_run_pipeline_started_at", "pipeline", "started_at"),
+    sa.Index("ix_run_started_at", "started_at"),
 )
 
 
@@ -147,6 +178,7 @@ def _edge(name: str) -> sa.Table:
 run_input = _edge("run_input")
 run_output = _edge("run_output")
 
+# One row per value logged with ``RunHandle.log_metric``; written in batches (conveyor.tracking).
 metric = sa.Table(
     "metric",
     metadata,

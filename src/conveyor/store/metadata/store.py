@@ -9,10 +9,11 @@ keeps version numbers and the audit chain gap-free without retry loops.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,17 +47,20 @@ class Tx:
     conn: sa.Connection
     actor: str
     at: dt.datetime
+    _last: AuditEvent | None = field(default=None, init=False, repr=False)
 
     def audit(self, action: str, target: str, payload: dict[str, Any] | None = None) -> AuditEvent:
         """Record a state change in the same transaction as the change itself."""
-        return append_event(
+        self._last = append_event(
             self.conn,
             at=self.at,
             actor=self.actor,
             action=action,
             target=target,
             payload=payload or {},
+            after=self._last,
         )
+        return self._last
 
 
 class MetadataStore:
@@ -64,6 +68,9 @@ class MetadataStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        # The same engine and pool; its connections begin their transactions as writes (see
+        # the "begin" listener).
+        self._writer = engine.execution_options(conveyor_write=True)
 
     @property
     def dialect(self) -> str:
@@ -112,12 +119,10 @@ class MetadataStore:
     def write(self, actor: str) -> Iterator[Tx]:
         """A serialised write transaction; it commits on success and rolls back on any error."""
         try:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(conveyor_write=True)
-                with conn.begin():
-                    if self.dialect == "postgresql":
-                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_WRITE_LOCK_KEY)))
-                    yield Tx(conn, actor, utcnow())
+            with self._writer.connect() as conn, conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_WRITE_LOCK_KEY)))
+                yield Tx(conn, actor, utcnow())
         except OperationalError as exc:
             raise _unavailable(self.url, exc) from exc
 
@@ -178,11 +183,31 @@ def _enable_wal(cur: Any) -> None:
             delay = min(delay * 2, 0.05)
 
 
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads`` for the JSON columns SQLite hands back as text, in half the time.
+
+    ``json.loads`` matches a whitespace pattern before and after the document; text that
+    SQLAlchemy wrote has none, and skipping the two matches took a small document from ~1.5 us
+    to ~0.7 us (listing 1,000 runs decodes 2,000). Anything unusual goes through ``json.loads``.
+    """
+    try:
+        value, end = _JSON_DECODER.raw_decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     in_memory = url.database in (None, "", ":memory:")
     if in_memory:
         engine = sa.create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            "sqlite://",
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            json_deserializer=_json_loads,
         )
     else:
         path = Path(url.database or "")
@@ -195,6 +220,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         engine = sa.create_engine(
             url,
             connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            json_deserializer=_json_loads,
         )
 
     @event.listens_for(engine, "connect")
@@ -212,6 +238,10 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get("conveyor_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to the driver: through exec_driver_sql, SQLAlchemy's statement machinery
+        # took 40% of an empty transaction (~70 us -> ~45 us), and every read and write has one.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine

@@ -1,13 +1,19 @@
-"""metric: values logged one call at a time during a run (conveyor.tracking)
+"""tracking: the metric table, each run's latest metric values, runs listed by start time
 
 Revision ID: 0002
 Revises: 0001
+Create Date: 2026-11-26 18:30:00
+
+Written by hand. Every change is additive (a new table, a new nullable column, new indexes), so
+a database at 0001 keeps all its rows, and SQLite adds the column in place with ALTER TABLE
+instead of copying the ``run`` table.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from conveyor.store.metadata.schema import UTCDateTime
 
@@ -32,8 +38,22 @@ def upgrade() -> None:
     with op.batch_alter_table("metric", schema=None) as batch_op:
         batch_op.create_index("ix_metric_run_id_key_step", ["run_id", "key", "step"], unique=False)
 
+    with op.batch_alter_table("run", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "metrics",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=True,
+            )
+        )
+        batch_op.create_index("ix_run_started_at", ["started_at"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("run", schema=None) as batch_op:
+        batch_op.drop_index("ix_run_started_at")
+        batch_op.drop_column("metrics")
+
     with op.batch_alter_table("metric", schema=None) as batch_op:
         batch_op.drop_index("ix_metric_run_id_key_step")
     op.drop_table("metric")
