@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli._common import console, open_from_context
-from conveyor.core.identity import current_user
+if TYPE_CHECKING:
+    from conveyor.project import LockedRun, RunLock, RunReport
 
 __all__ = ["run"]
 
 _STYLE = {"ran": "green", "cached": "cyan", "failed": "red"}
-
-
-def _unchanged(ctx: click.Context) -> bool:
-    """Answer from the run lock when nothing changed, before any heavy import; else False."""
-    from pathlib import Path
-
-    from conveyor.project import unchanged_run
-
-    obj = ctx.find_root().obj or {}
-    project_dir = obj.get("project_dir")
-    locked = unchanged_run(Path(project_dir) if project_dir else None, obj.get("overrides") or {})
-    if locked is None:
-        return False
-    n = len(locked.steps)
-    click.echo(
-        f"pipeline {locked.pipeline}: {n} steps: 0 ran, {n} cached "
-        "(nothing changed since the last run, by the run lock)"
-    )
-    if locked.model is not None:
-        click.echo(
-            f"model {locked.model} unchanged, already registered as version {locked.version}"
-        )
-    return True
 
 
 @click.command()
@@ -46,9 +24,61 @@ def run(ctx: click.Context, force: bool, as_json: bool) -> None:
     skipped. If conveyor.yaml has a `model:` section, the model is packaged and registered.
 
     When nothing at all changed since the last run (checked by file fingerprints in
-    .conveyor/run-lock.json), it says so without loading anything; --force re-runs every step."""
-    if not force and not as_json and _unchanged(ctx):
+    .conveyor/run-lock.json), it answers from there without loading the stores; --force
+    re-runs every step."""
+    from pathlib import Path
+
+    from conveyor.project import run_lock
+
+    obj = ctx.find_root().obj or {}
+    project_dir = obj.get("project_dir")
+    # Fingerprints first, before anything is read: an edit during the run shows next time.
+    lock = run_lock(Path(project_dir) if project_dir else None, obj.get("overrides") or {})
+    locked = None if force else lock.unchanged()
+    if locked is not None:
+        _print_unchanged(locked, as_json=as_json)
+    else:
+        _run_full(ctx, lock, force=force, as_json=as_json)
+
+
+def _print_unchanged(locked: LockedRun, *, as_json: bool) -> None:
+    """What a full run of an unchanged project prints, without its per-step progress lines."""
+    if as_json:
+        steps = [
+            {
+                "name": s.name,
+                "status": "cached",
+                "duration_s": 0.0,
+                "cache_key": s.cache_key,
+                "output_digest": s.output_digest,
+            }
+            for s in locked.steps
+        ]
+        m = locked.model
+        model = None
+        if m is not None:
+            model = {
+                "name": m.name,
+                "version": m.version,
+                "created": False,
+                "artifact_digest": m.artifact_digest,
+                "stage": m.stage,
+            }
+        _echo_json(locked.pipeline_run_id, steps, model, fast_path=True)
         return
+    n = len(locked.steps)
+    click.echo(f"pipeline {locked.ref}  ({locked.root})")
+    click.echo(f"{n} steps: 0 ran, {n} cached  (nothing changed)")
+    if locked.model is not None:
+        m = locked.model
+        click.echo(
+            f"model {m.name} unchanged, already registered as version {m.version} ({m.stage})"
+        )
+
+
+def _run_full(ctx: click.Context, lock: RunLock, *, force: bool, as_json: bool) -> None:
+    from conveyor.cli._common import console, open_from_context
+    from conveyor.core.identity import current_user
     from conveyor.project import run as run_project
 
     out = console()
@@ -65,37 +95,28 @@ def run(ctx: click.Context, force: bool, as_json: bool) -> None:
     with open_from_context(ctx) as project:
         if not as_json:
             out.print(f"[bold]pipeline[/bold] {project.config.pipeline}  ({project.config.root})")
-        report = run_project(project, actor=current_user(), force=force, on_event=on_event)
+        report = run_project(
+            project, actor=current_user(), force=force, on_event=on_event, lock=lock
+        )
     steps = report.pipeline.steps
-    cached = sum(1 for s in steps if s.status == "cached")
     if as_json:
-        click.echo(
-            json.dumps(
+        _echo_json(
+            report.pipeline.pipeline_run_id,
+            [
                 {
-                    "pipeline_run_id": report.pipeline.pipeline_run_id,
-                    "steps": [
-                        {
-                            "name": s.name,
-                            "status": s.status,
-                            "duration_s": s.duration_s,
-                            "cache_key": s.cache_key,
-                            "output_digest": s.output_digest,
-                        }
-                        for s in steps
-                    ],
-                    "model": None
-                    if report.version is None
-                    else {
-                        "name": report.version.model,
-                        "version": report.version.version,
-                        "created": report.created,
-                        "artifact_digest": report.version.artifact_digest,
-                    },
-                },
-                indent=2,
-            )
+                    "name": s.name,
+                    "status": s.status,
+                    "duration_s": s.duration_s,
+                    "cache_key": s.cache_key,
+                    "output_digest": s.output_digest,
+                }
+                for s in steps
+            ],
+            _model_json(report),
+            fast_path=False,
         )
         return
+    cached = sum(1 for s in steps if s.status == "cached")
     summary = f"{len(steps)} steps: {len(steps) - cached} ran, {cached} cached"
     out.print(f"[bold]{summary}[/bold]" + ("  (nothing changed)" if cached == len(steps) else ""))
     if report.version is not None:
@@ -104,3 +125,34 @@ def run(ctx: click.Context, force: bool, as_json: bool) -> None:
         out.print(
             f"model [bold]{v.model}[/bold] {verb} version [bold]{v.version}[/bold] ({v.stage})"
         )
+
+
+def _model_json(report: RunReport) -> dict[str, Any] | None:
+    v = report.version
+    if v is None:
+        return None
+    return {
+        "name": v.model,
+        "version": v.version,
+        "created": report.created,
+        "artifact_digest": v.artifact_digest,
+        "stage": v.stage,
+    }
+
+
+def _echo_json(
+    pipeline_run_id: str,
+    steps: list[dict[str, Any]],
+    model: dict[str, Any] | None,
+    *,
+    fast_path: bool,
+) -> None:
+    # fast_path: true when the answer came from the run lock; then no run was recorded and
+    # pipeline_run_id is the run the lock vouches for.
+    body = {
+        "pipeline_run_id": pipeline_run_id,
+        "fast_path": fast_path,
+        "steps": steps,
+        "model": model,
+    }
+    click.echo(json.dumps(body, indent=2))

@@ -21,7 +21,7 @@ from conveyor.core.digest import digest_file, digest_json
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DigestCache", "file_digest", "path_digest"]
+__all__ = ["DigestCache", "Stat", "file_digest", "path_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +35,20 @@ _RACY_NS = 2_000_000_000
 _FORMAT = 1
 
 
-def file_digest(path: Path) -> str:
-    """The content digest of a file, hashed again only when its stat changes."""
+def file_digest(path: Path, seen: dict[str, Stat] | None = None) -> str:
+    """The content digest of a file, hashed again only when its stat changes.
+
+    Args:
+        path: The file.
+        seen: If given, receives the file's stat as it was *before* it was read: a change
+            after that shows as a different stat (the run lock relies on this).
+    """
     global _dirty  # noqa: PLW0603 -- one cache per process, shared by every run in it
     st = os.stat(path)
     key = str(path)
     stat = (st.st_mtime_ns, st.st_size, st.st_ino)
+    if seen is not None:
+        seen[key] = stat
     known = _cache.get(key)
     if known is not None and known[0] == stat:
         return known[1]
@@ -51,21 +59,32 @@ def file_digest(path: Path) -> str:
     return digest
 
 
-def path_digest(path: Path) -> str:
+def path_digest(path: Path, seen: dict[str, Stat] | None = None) -> str:
     """The digest of a file's content, or of a folder's file names and contents.
 
     A folder's digest covers every file under it (sorted relative paths with their digests), so
     renaming, adding, removing or editing any file changes it.
+
+    Args:
+        path: The file or folder.
+        seen: If given, receives the stat of every file read and of every folder listed, each
+            taken before it was read (a folder's mtime moves when an entry is added or removed).
     """
     if not path.is_dir():
-        return file_digest(path)
+        return file_digest(path, seen)
     entries: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(path):
+        if seen is not None:
+            # Taken just after os.walk listed the folder: an entry added or removed since then
+            # sets the folder's mtime to a time after the run started, which a reader of
+            # ``seen`` must treat as a change (the run lock does: its "racily clean" rule).
+            st = os.stat(folder)
+            seen[folder] = (st.st_mtime_ns, st.st_size, st.st_ino)
         dirs.sort()
         base = os.path.relpath(folder, path)
         for name in sorted(files):
             rel = name if base == "." else f"{base}/{name}".replace(os.sep, "/")
-            entries.append((rel, file_digest(path / rel)))
+            entries.append((rel, file_digest(path / rel, seen)))
     return digest_json({"folder": entries})
 
 

@@ -27,7 +27,7 @@ from conveyor.core.errors import ConfigError, NotFoundError, StepError, Validati
 from conveyor.core.ids import new_id
 from conveyor.pipeline import _codecs, _env
 from conveyor.pipeline._codedigest import CodeDigester
-from conveyor.pipeline._filedigest import DigestCache, path_digest
+from conveyor.pipeline._filedigest import DigestCache, Stat, path_digest
 from conveyor.pipeline._locality import ProjectFiles
 
 if TYPE_CHECKING:
@@ -108,8 +108,9 @@ class PipelineResult:
     steps: list[StepResult]
     _outputs: dict[str, _Output] = field(repr=False)
     _artifacts: ArtifactStore = field(repr=False)
-    #: The data files (``files=`` parameters) the steps read, as absolute paths.
-    input_files: tuple[str, ...] = ()
+    #: The data files and folders the steps read (``files=`` parameters), by absolute path,
+    #: each with the stat ``(mtime_ns, size, inode)`` it had before it was digested.
+    input_stats: dict[str, Stat] = field(default_factory=dict)
 
     def load(self, name: str) -> Any:
         """The output of step ``name``, read from the artifact store if it was cached.
@@ -176,7 +177,8 @@ def run_pipeline(
     root = root.resolve()
     digests = DigestCache(root / STATE_DIR / _DIGEST_CACHE)
     digests.load()
-    plans = _plan(pipeline, params, root)
+    input_stats: dict[str, Stat] = {}
+    plans = _plan(pipeline, params, root, input_stats)
     pipeline_run_id = new_id()
     runner = _Runner(
         pipeline=pipeline,
@@ -199,9 +201,8 @@ def run_pipeline(
         # Whatever happened, the steps that finished are recorded (and stay cached).
         runner.recorder.flush()
         digests.save()
-    read = tuple(sorted({str(p.call_args[name]) for p in plans for name in p.step.files}))
     return PipelineResult(
-        pipeline.name, pipeline_run_id, results, runner.outputs, artifacts, input_files=read
+        pipeline.name, pipeline_run_id, results, runner.outputs, artifacts, input_stats
     )
 
 
@@ -331,7 +332,9 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _plan(pipeline: Pipeline, params: dict[str, Any], root: Path) -> list[_Plan]:
+def _plan(
+    pipeline: Pipeline, params: dict[str, Any], root: Path, seen: dict[str, Stat]
+) -> list[_Plan]:
     """Resolve every step's parameters and files before anything runs, so that a mistake in
     the configuration fails at once, not after an hour of training."""
     missing: list[tuple[str, str]] = []
@@ -361,11 +364,13 @@ def _plan(pipeline: Pipeline, params: dict[str, Any], root: Path) -> list[_Plan]
             details={"missing": [{"step": st, "param": pa} for st, pa in missing]},
         )
     for plan in plans:
-        _resolve_files(plan, root, from_params=set(plan.params))
+        _resolve_files(plan, root, from_params=set(plan.params), seen=seen)
     return plans
 
 
-def _resolve_files(plan: _Plan, root: Path, *, from_params: set[str]) -> None:
+def _resolve_files(
+    plan: _Plan, root: Path, *, from_params: set[str], seen: dict[str, Stat]
+) -> None:
     s = plan.step
     for name in s.files:
         value = plan.call_args[name]
@@ -388,7 +393,7 @@ def _resolve_files(plan: _Plan, root: Path, *, from_params: set[str]) -> None:
                 hint=f"fix {where} (relative paths start at {root}), or create the file",
                 details={"step": s.name, "param": name, "path": str(path)},
             )
-        plan.files[configured.as_posix()] = path_digest(path)
+        plan.files[configured.as_posix()] = path_digest(path, seen)
         # The function gets an absolute path, so it works from any working directory.
         plan.call_args[name] = path if isinstance(value, os.PathLike) else str(path)
 

@@ -1,7 +1,7 @@
 """A project's workflows: open its stores, run its pipeline and register, promote, roll back.
 
-Names are imported on first use: ``conveyor run`` checks its run lock (``unchanged_run``)
-before the stores' libraries are loaded at all.
+Names are imported on first use: ``conveyor run`` checks its run lock (``run_lock``) before
+the stores' libraries are loaded at all.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.project._context import Project, open_project
-    from conveyor.project._fastpath import unchanged_run
-    from conveyor.project._runlock import LockedRun
+    from conveyor.project._runlock import LockedModel, LockedRun, LockedStep, RunLock, run_lock
     from conveyor.project._workflows import (
         RunReport,
         audit_log,
@@ -23,20 +22,26 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "LockedModel",
     "LockedRun",
+    "LockedStep",
     "Project",
+    "RunLock",
     "RunReport",
     "audit_log",
     "open_project",
     "promote",
     "rollback",
     "run",
-    "unchanged_run",
+    "run_lock",
     "verify_audit",
 ]
 
 _LAZY = {
+    "LockedModel": "conveyor.project._runlock",
     "LockedRun": "conveyor.project._runlock",
+    "LockedStep": "conveyor.project._runlock",
+    "RunLock": "conveyor.project._runlock",
     "Project": "conveyor.project._context",
     "RunReport": "conveyor.project._workflows",
     "audit_log": "conveyor.project._workflows",
@@ -44,7 +49,7 @@ _LAZY = {
     "promote": "conveyor.project._workflows",
     "rollback": "conveyor.project._workflows",
     "run": "conveyor.project._workflows",
-    "unchanged_run": "conveyor.project._fastpath",
+    "run_lock": "conveyor.project._runlock",
     "verify_audit": "conveyor.project._workflows",
 }
 

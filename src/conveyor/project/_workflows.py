@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +20,14 @@ from conveyor.store.metadata.schema import audit_event
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from conveyor.pipeline import PipelineResult, StepEvent
+    from conveyor.pipeline import Pipeline, PipelineResult, StepEvent
     from conveyor.project._context import Project
+    from conveyor.project._runlock import RunLock
     from conveyor.registry import ModelVersion, PromotionResult, RollbackResult
 
 __all__ = ["RunReport", "audit_log", "promote", "rollback", "run", "verify_audit"]
+
+logger = logging.getLogger(__name__)
 
 _BUNDLE_MEDIA_TYPE = "application/vnd.conveyor.bundle-file"
 
@@ -44,14 +49,30 @@ def run(
     actor: str,
     force: bool = False,
     on_event: Callable[[StepEvent], None] | None = None,
+    lock: RunLock | None = None,
 ) -> RunReport:
     """Run the project's pipeline; if ``model:`` is configured, package and register its model.
 
     Registering is idempotent: an unchanged model (same bundle digest) is the same version.
+    On success the run lock is written, so that the next ``conveyor run`` of an unchanged
+    project can answer from it (see :mod:`conveyor.project._runlock`).
+
+    Args:
+        project: The open project.
+        actor: Who runs it, for the audit trail.
+        force: Run every step, even those with a stored output for their cache key.
+        on_event: Called with each step's :class:`~conveyor.pipeline.StepEvent`.
+        lock: The project's fingerprints, taken before its configuration was loaded
+            (:func:`~conveyor.project.run_lock`); taken now if not given.
     """
     from conveyor.pipeline import load_pipeline, run_pipeline
 
     config = project.config
+    if lock is None:
+        root, config_file = config_path(config.root)
+        lock = _runlock.RunLock(root, config_file, project.overrides)
+    # Only a run that succeeds leaves a lock behind: a failed or interrupted one leaves none.
+    lock.discard()
     if not config.pipeline:
         raise ConfigError(
             f"{config.root / 'conveyor.yaml'} names no pipeline",
@@ -73,35 +94,62 @@ def run(
     else:
         version, created, bundle_files = _register(project, result, actor=actor)
         report = RunReport(result, version, created, bundle_files)
-    _write_lock(project, report)
+    why_not = _write_lock(project, lock, pipeline, report)
+    if why_not is not None:
+        logger.debug("run lock not written: %s", why_not, extra={"run_lock": "not written"})
     return report
 
 
-def _write_lock(project: Project, report: RunReport) -> None:
+def _write_lock(
+    project: Project, lock: RunLock, pipeline: Pipeline, report: RunReport
+) -> str | None:
     from conveyor.store.artifacts import LocalArtifactStore
 
-    config = project.config
-    root, config_file = config_path(config.root)
+    uncached = [s.name for s in pipeline.steps if not s.cache]
+    if uncached:
+        return f"step '{uncached[0]}' has cache=False: it runs every time"
     if not isinstance(project.artifacts, LocalArtifactStore):
-        _runlock.lock_path(root).unlink(missing_ok=True)
-        return
-    digests = [s.output_digest for s in report.pipeline.steps if s.output_digest]
-    digests += report.bundle_files
+        return "the artifact store is not a local folder"
+    steps = report.pipeline.steps
+    locked_steps = []
+    for s in steps:
+        if s.output_digest is None:
+            return f"step '{s.name}' has no output digest"
+        locked_steps.append(_runlock.LockedStep(s.name, s.cache_key, s.output_digest))
+    digests = [s.output_digest for s in locked_steps] + list(report.bundle_files)
+    files: dict[str, _runlock.Fingerprint] = {
+        path: [mtime_ns, size, inode]
+        for path, (mtime_ns, size, inode) in report.pipeline.input_stats.items()
+    }
+    root = str(lock.root)
+    for step in pipeline.steps:
+        # The code digest covers a step's own function even outside the project folder, whose
+        # importable files the lock has fingerprinted already.
+        source = getattr(getattr(step.fn, "__code__", None), "co_filename", None)
+        if isinstance(source, str) and os.path.isabs(source) and not _inside(source, root):
+            files[source] = _runlock.fingerprint(source)
     version = report.version
-    _runlock.write(
-        root,
-        config_file,
-        project.overrides,
-        store_url=config.store,
-        artifact_paths=[project.artifacts.location(d) for d in digests],
-        data_files=list(report.pipeline.input_files),
-        run=_runlock.LockedRun(
+    return lock.write(
+        _runlock.LockedRun(
+            ref=project.config.pipeline or "",
+            root=str(project.config.root),
             pipeline=report.pipeline.pipeline,
-            steps=tuple(s.name for s in report.pipeline.steps),
-            model=version.model if version else None,
-            version=version.version if version else None,
+            pipeline_run_id=report.pipeline.pipeline_run_id,
+            steps=tuple(locked_steps),
+            model=None
+            if version is None
+            else _runlock.LockedModel(
+                version.model, version.version, version.artifact_digest, version.stage
+            ),
         ),
+        store_url=project.config.store,
+        artifact_paths=[project.artifacts.location(d) for d in digests],
+        files=files,
     )
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _register(
