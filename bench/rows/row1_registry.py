@@ -11,11 +11,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from harness import Benchmark, Comparison, Goal, Metric, Side
+from harness import REPO, Benchmark, Comparison, Goal, Metric, Side
 
 from rows._common import SIDES, Context, run_checked, unlink
 
 LIST_RUNS = 1000
+MIGRATIONS = REPO / "src" / "conveyor" / "store" / "metadata" / "migrations" / "versions"
 GOAL = Goal(">= 20x faster", min_ratio=20)
 
 
@@ -43,10 +44,11 @@ def build(ctx: Context) -> list[Benchmark]:
                 cwd=work,
             )
             stamp.write_text(mlflow.version)
-        # The same for Conveyor, remade when its side script changes what it prepares (a
-        # store of an older schema would be migrated when opened, but keep its old rows).
-        side = (SIDES / "conveyor_tracking.py").read_bytes()
-        version = f"{conveyor.version} {hashlib.sha256(side).hexdigest()[:16]}"
+        # The same for Conveyor, remade when its side script or its schema changes (a store of
+        # an older schema would be migrated when opened, but keep rows shaped the old way).
+        stamped = [SIDES / "conveyor_tracking.py", *sorted(MIGRATIONS.glob("[0-9]*.py"))]
+        digest = hashlib.sha256(b"".join(path.read_bytes() for path in stamped)).hexdigest()
+        version = f"{conveyor.version} {digest[:16]}"
         if conveyor.unavailable is None and not (
             conveyor_base.exists()
             and conveyor_stamp.exists()
