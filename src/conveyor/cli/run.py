@@ -23,9 +23,9 @@ def run(ctx: click.Context, force: bool, as_json: bool) -> None:
     """Run the project's pipeline; a step whose inputs, code, params and env are unchanged is
     skipped. If conveyor.yaml has a `model:` section, the model is packaged and registered.
 
-    When nothing at all changed since the last run (checked by file fingerprints in
-    .conveyor/run-lock.json), it answers from there without loading the stores; --force
-    re-runs every step."""
+    When nothing at all changed since the last run (file fingerprints in
+    .conveyor/run-lock.json), it answers from there without loading the stores, and records
+    no run: a no-op is not a state change. --force re-runs every step."""
     from pathlib import Path
 
     from conveyor.project import run_lock
