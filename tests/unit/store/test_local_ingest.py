@@ -15,7 +15,7 @@ import blake3
 import pytest
 
 from conveyor.core.digest import digest_bytes
-from conveyor.core.errors import ConflictError
+from conveyor.core.errors import ConflictError, InfrastructureError, NotFoundError
 from conveyor.store.artifacts import ArtifactRef, LocalArtifactStore, _ingest
 from conveyor.store.artifacts import local as local_mod
 
@@ -178,7 +178,7 @@ def test_a_copy_that_fails_half_way_leaves_nothing(
         return real(s, d, offset, count)
 
     monkeypatch.setattr(_ingest, "_copy_file_range", fail_after_one_chunk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(InfrastructureError, match="No space left"):
         store.put_file(src)
     assert _stored_files(store) == []
     assert _staging(store) == []
@@ -383,3 +383,9 @@ def test_copy_hashed_of_tiny_files(tmp_path: Path, size: int) -> None:
         result = _ingest.copy_hashed(fin.fileno(), fout.fileno(), size)
     assert result == (digest_bytes(data), size)
     assert (tmp_path / "dst.bin").read_bytes() == data
+
+
+def test_storing_a_missing_file_names_it(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "arts")
+    with pytest.raises(NotFoundError, match=r"nope\.bin: it does not exist"):
+        store.put_file(tmp_path / "nope.bin")

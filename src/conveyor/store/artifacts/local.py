@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conveyor.core.atomic import atomic_write, atomic_write_bytes, fsync_dir
 from conveyor.core.digest import digest_bytes, digest_file, parse_digest
-from conveyor.core.errors import ConflictError
+from conveyor.core.errors import ConflictError, InfrastructureError, NotFoundError
 from conveyor.store.artifacts._ingest import copy_hashed, digest_fd
 from conveyor.store.artifacts._protocol import ArtifactRef
 from conveyor.store.artifacts.errors import ArtifactNotFoundError, CorruptArtifactError
@@ -71,7 +71,22 @@ class LocalArtifactStore:
 
         Raises:
             ConflictError: the file changed (size or modification time) while it was copied.
+            NotFoundError: the file does not exist.
+            InfrastructureError: the store cannot be written (disk full, permissions).
         """
+        try:
+            return self._put_file(path)
+        except FileNotFoundError as exc:
+            if exc.filename is not None and Path(exc.filename) == path:
+                raise NotFoundError(f"cannot store {path}: it does not exist") from exc
+            raise InfrastructureError(f"cannot write to artifact store {self.uri}: {exc}") from exc
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot store {path} in artifact store {self.uri}: {exc.strerror or exc}",
+                hint="free disk space or fix the store folder's permissions, then retry",
+            ) from exc
+
+    def _put_file(self, path: Path) -> ArtifactRef:
         with path.open("rb") as src:
             before = os.fstat(src.fileno())
             size = before.st_size
