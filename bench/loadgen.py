@@ -1,12 +1,17 @@
 """A small closed-loop HTTP/1.1 load generator: CONCURRENCY keep-alive connections, each sending
 the same POST again as soon as the previous answer is in, for a fixed time.
 
-    python bench/loadgen.py URL BODY_FILE [--concurrency 16] [--duration 20] [--warmup 2]
+    python bench/loadgen.py URL [BODY_FILE] [--concurrency 16] [--duration 20] [--warmup 2]
 
-Prints one JSON line: requests/s, p50/p90/p99 latency in seconds, errors (non-2xx answers and
-broken connections). Stdlib only (asyncio streams): an HTTP client library would cost more CPU
-than the servers under test on a 2-core machine, and the load generator shares those cores.
-Targets only the URL it is given (meant for loopback).
+POSTs BODY_FILE, or GETs the URL when no body file is given (to measure the load generator's own
+ceiling against a trivial endpoint such as ``/v2/health/live``). Prints one JSON line:
+requests/s, p50/p90/p99 latency in seconds, errors (non-2xx answers and broken connections), and
+``client_cpu``: the CPU time this process used over the run, as a fraction of one core (near 1,
+the load generator itself would be the limit). Stdlib only (asyncio streams): an HTTP client
+library would cost more CPU than the servers under test on a 2-core machine, and the load
+generator shares those cores. Measured on the 2-core machine against a trivial asyncio server:
+~30,000 req/s at concurrency 16, some 30 µs of client CPU per request. Targets only the URL it
+is given (meant for loopback).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import statistics
 import sys
 import time
@@ -100,7 +106,7 @@ async def _worker(
 
 async def run_load(
     url: str,
-    body: bytes,
+    body: bytes | None,
     *,
     concurrency: int,
     duration: float,
@@ -113,12 +119,18 @@ async def run_load(
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    raw = (
-        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
-    ).encode() + body
+    if body is None:
+        raw = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: keep-alive\r\n\r\n"
+        ).encode()
+    else:
+        raw = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+        ).encode() + body
     latencies: list[float] = []
     errors: list[int] = []
+    cpu0 = _cpu_s()
     start = time.perf_counter()
     record_from = start + warmup
     stop_at = record_from + duration
@@ -126,7 +138,9 @@ async def run_load(
         *(_worker(url, raw, stop_at, record_from, latencies, errors) for _ in range(concurrency))
     )
     # Requests in flight at stop_at finish after it; count them over the time they took.
-    elapsed = max(time.perf_counter(), stop_at) - record_from
+    end = time.perf_counter()
+    elapsed = max(end, stop_at) - record_from
+    client_cpu = (_cpu_s() - cpu0) / (end - start)
     lat = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -141,13 +155,19 @@ async def run_load(
         "errors": len(errors),
         "concurrency": concurrency,
         "duration_s": elapsed,
+        "client_cpu": client_cpu,
     }
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
-    parser.add_argument("body_file", type=Path)
+    parser.add_argument("body_file", type=Path, nargs="?", help="POST this; GET without it")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -155,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(
         run_load(
             args.url,
-            args.body_file.read_bytes(),
+            args.body_file.read_bytes() if args.body_file else None,
             concurrency=args.concurrency,
             duration=args.duration,
             warmup=args.warmup,

@@ -1,24 +1,45 @@
 """Row 5: single-row inference over HTTP at concurrency 16, on loopback.
 
-Anchors: MLServer 1.7 (sklearn runtime, default settings: one inference worker process) and
-``mlflow models serve`` (default: one uvicorn worker), on the same logistic-regression model.
-Each side starts its server, waits until the model answers, sends load for a fixed time with
-``bench/loadgen.py`` (closed loop, keep-alive, the same load generator for every side) and stops
-the server. The load generator shares the machine's 2 cores with the server.
+The same fitted logistic-regression model (``sides/make_serving_model.py``) behind three servers:
 
-The Conveyor side lands with issue 5. Until then, any running server can be measured as the
-Conveyor side by setting BENCH_CONVEYOR_SERVE_URL (the POST endpoint),
-BENCH_CONVEYOR_SERVE_BODY (a file with one request body) and optionally
-BENCH_CONVEYOR_SERVE_READY (a URL that answers 2xx once the model is loaded).
+- Conveyor: ``python -m conveyor serve`` (Open Inference Protocol v2), in a throwaway project
+  made afresh once per session in ``work/row5/conveyor-project`` by
+  ``sides/conveyor_serving_project.py`` (under Conveyor's venv): a SQLite metadata store and a
+  local artifact store, the anchors' ``model.joblib`` packaged with ``Model`` + ``build_bundle``,
+  registered with ``register_version`` and promoted to production with an empty policy. The
+  server finds them through CONVEYOR_STORE / CONVEYOR_ARTIFACTS / CONVEYOR_PROJECT_DIR. Request:
+  one ``[1]`` FP64 tensor per column (the signature's f00 ... f19).
+- MLServer 1.7 (sklearn runtime, default settings: one inference worker process). Request: the
+  same row as one ``[1, 20]`` FP64 tensor, as its sklearn runtime takes it.
+- ``mlflow models serve`` (default: one uvicorn worker). Request: the same row as
+  ``dataframe_split``.
+
+Each side starts its server, waits (at most 120 s) until its readiness URL answers 2xx and one
+inference request succeeds, sends load for a fixed time with ``bench/loadgen.py`` (closed loop,
+keep-alive, the same load generator for every side) and stops the server. The load generator
+shares the machine's 2 cores with the server; it reports its own CPU use (``client_cpu``, a
+fraction of one core) so that a run where it, not the server, was the limit shows.
+
+BENCH_CONVEYOR_SERVE_URL (the POST endpoint), BENCH_CONVEYOR_SERVE_BODY (a file with one request
+body) and optionally BENCH_CONVEYOR_SERVE_READY (a URL that answers 2xx once the model is
+loaded) measure an already running server as the Conveyor side instead.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+from typing import TYPE_CHECKING
 
 from harness import Benchmark, Comparison, Goal, Metric, Side
 
 from rows._common import HARNESS_PYTHON, SIDES, Context, free_port, run_checked
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+MODEL = "bench"  # the model's name in every server
 
 
 def build(ctx: Context) -> list[Benchmark]:
@@ -29,14 +50,21 @@ def build(ctx: Context) -> list[Benchmark]:
     load = ["--concurrency", "16", "--duration", str(duration), "--warmup", str(warm)]
     driver = [HARNESS_PYTHON, str(SIDES / "serve_and_load.py")]
 
+    project = work / "conveyor-project"
+
     def setup() -> None:
-        if not (model / "body-mlflow.json").exists():
+        if not all((model / f).exists() for f in ("body-conveyor.json", "example.json")):
             python = mlflow.python if mlflow.unavailable is None else mlserver.python
             run_checked([python, str(SIDES / "make_serving_model.py"), str(model)], cwd=work)
+        if conveyor.argv and conveyor.unavailable is None and not external:
+            conveyor.unavailable = _make_conveyor_project(tool.python, model, project)
 
     url = os.environ.get("BENCH_CONVEYOR_SERVE_URL")
     body = os.environ.get("BENCH_CONVEYOR_SERVE_BODY", "")
-    if url and body:
+    external = bool(url and body)
+    tool = ctx.conveyor()
+    if external:
+        assert url is not None
         conveyor = Side(
             "conveyor",
             "conveyor",
@@ -53,8 +81,39 @@ def build(ctx: Context) -> list[Benchmark]:
             timeout=300,
         )
     else:
+        cv_port = free_port()
         conveyor = Side(
-            "conveyor", "conveyor", [], unavailable="pending: conveyor side lands with issue 5"
+            "conveyor",
+            "conveyor",
+            [
+                *driver,
+                "--ready",
+                f"http://127.0.0.1:{cv_port}/v2/health/ready",
+                "--url",
+                f"http://127.0.0.1:{cv_port}/v2/models/{MODEL}/infer",
+                "--body",
+                str(model / "body-conveyor.json"),
+                "--log",
+                str(work / "conveyor.log"),
+                *load,
+                "--",
+                tool.python,
+                "-m",
+                "conveyor",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cv_port),
+            ],
+            cwd=work,
+            env={
+                "CONVEYOR_STORE": f"sqlite:///{project / 'metadata.db'}",
+                "CONVEYOR_ARTIFACTS": str(project / "artifacts"),
+                "CONVEYOR_PROJECT_DIR": str(project),
+            },
+            unavailable=tool.unavailable,
+            timeout=300,
         )
 
     ms_port, mf_port = free_port(), free_port()
@@ -128,7 +187,9 @@ def build(ctx: Context) -> list[Benchmark]:
     more, lower = Goal("more req/s than both", min_ratio=1), Goal("lower p99", min_ratio=1)
     notes = [
         f"concurrency 16 for {duration} s after {warm} s of warm-up load, per round; "
-        "server start excluded; the load generator shares the 2 cores with the server."
+        "server start excluded; the load generator shares the 2 cores with the server.",
+        "the same fitted model in every server; Conveyor answers with `predict` and "
+        "`predict_proba` (its signature's outputs), the anchors with `predict` only.",
     ]
     if ctx.quick:
         notes.append(f"quick mode: {duration} s of load instead of 20 s, one round.")
@@ -159,13 +220,35 @@ def build(ctx: Context) -> list[Benchmark]:
                     lower,
                 ),
             ],
-            pending=None if url and body else "conveyor side lands with issue 5",
             warmup=0,
             rounds=1 if ctx.quick else 3,
             setup=setup,
             notes=notes,
         )
     ]
+
+
+def _make_conveyor_project(python: str, model: Path, project: Path) -> str | None:
+    """Make Conveyor's throwaway project; None when it is ready, else why the side cannot run."""
+    from harness import EXIT_UNAVAILABLE, side_env
+
+    proc = subprocess.run(
+        [python, str(SIDES / "conveyor_serving_project.py"), str(model), str(project)],
+        env=side_env({}),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if proc.returncode == 0:
+        return None
+    if proc.returncode == EXIT_UNAVAILABLE:
+        try:
+            return str(json.loads(proc.stdout.strip().splitlines()[-1])["unavailable"])
+        except (ValueError, IndexError, KeyError):
+            pass
+    tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-4:]
+    return f"conveyor project setup failed (exit {proc.returncode}): " + " | ".join(tail)
 
 
 __all__ = ["build"]

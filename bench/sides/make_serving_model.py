@@ -2,9 +2,13 @@
 
     make_serving_model.py OUT_DIR
 
-Writes OUT_DIR/mlserver/ (model.joblib + model-settings.json), OUT_DIR/mlflow-model/ and the
-single-row request bodies body-mlserver.json (V2 inference protocol) and body-mlflow.json
-(dataframe_split). The model: logistic regression on 20 numeric features.
+Writes OUT_DIR/mlserver/ (model.joblib + model-settings.json), OUT_DIR/mlflow-model/,
+OUT_DIR/example.json (the first 5 training rows, for Conveyor's packaging, which infers the
+signature from them) and the same single row as three request bodies: body-mlserver.json (Open
+Inference Protocol v2, one [1, 20] tensor, as MLServer's sklearn runtime takes it),
+body-conveyor.json (the same protocol, one [1] tensor per column, as Conveyor's signature names
+them) and body-mlflow.json (dataframe_split). The model: logistic regression on 20 numeric
+features. Conveyor's side (``conveyor_serving_project.py``) packages this very model.joblib.
 """
 
 from __future__ import annotations
@@ -65,6 +69,17 @@ def main() -> None:
             }
         )
     )
+    (out / "body-conveyor.json").write_text(
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+                    for name, value in zip(columns, row, strict=True)
+                ]
+            }
+        )
+    )
+    (out / "example.json").write_text(json.dumps({"columns": columns, "data": x[:5].tolist()}))
     (out / "body-mlflow.json").write_text(
         json.dumps({"dataframe_split": {"columns": columns, "data": [row]}})
     )

@@ -3,7 +3,9 @@
     serve_and_load.py --ready URL --url URL --body FILE [--concurrency 16] [--duration 20]
                       [--warmup 2] -- SERVER COMMAND ...
 
-With no server command, loads an already running server at --url (how a Conveyor server under
+Before the load, sends the body once and fails unless the answer is 2xx (the JSON line keeps
+the start of that answer, so one can check that every server predicts the same). With no server
+command, loads an already running server at --url (how a Conveyor server under
 development, or any other, can be measured with the same load). Stdlib only; runs under the
 harness's Python, so the load generator is the same for every side.
 """
@@ -42,6 +44,46 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float) 
     raise RuntimeError(f"server not ready at {url} after {timeout:.0f} s")
 
 
+def _first_answer(url: str, body: bytes) -> str:
+    """One inference request before the load: the server must answer it with 2xx."""
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return str(resp.read(300).decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(500).decode("utf-8", "replace")
+        raise RuntimeError(f"the first request to {url} got {exc.code}: {detail}") from exc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group and wait until every process in it is gone.
+
+    Servers fork: ``mlflow models serve`` runs uvicorn as a child, MLServer its inference
+    workers. The child can outlive the command it was started by, busy for a second or two
+    while it shuts down, and must not share the cores with the next side's run.
+    """
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        proc.wait()
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or the group would never look empty
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def main() -> int:
     argv = sys.argv[1:]
     cmd: list[str] = []
@@ -70,10 +112,12 @@ def main() -> int:
                 start_new_session=True,
             )
         start_s = _wait_ready(args.ready, proc, timeout=120)
+        body = args.body.read_bytes()
+        answer = _first_answer(args.url, body)
         result = asyncio.run(
             run_load(
                 args.url,
-                args.body.read_bytes(),
+                body,
                 concurrency=args.concurrency,
                 duration=args.duration,
                 warmup=args.warmup,
@@ -81,18 +125,10 @@ def main() -> int:
         )
     finally:
         if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
-                pass
+            _stop(proc)
         if args.log:
             log.close()  # type: ignore[union-attr]
-    result["server_start_s"] = start_s
-    print(json.dumps(result))
+    print(json.dumps({**result, "server_start_s": start_s, "first_answer": answer}))
     if result["requests"] == 0:
         print("no successful request", file=sys.stderr)
         return 1
