@@ -23,6 +23,7 @@ __all__ = [
     "approval",
     "artifact",
     "audit_event",
+    "dataset_check",
     "dataset_version",
     "deployment",
     "evaluation",
@@ -224,8 +225,14 @@ evaluation = sa.Table(
     sa.Column("slices", JSON),
     sa.Column("baseline_version", sa.Integer),
     _at(),
+    # Added by 0003, hence after created_at: the digest of the evaluation settings, the artifact
+    # of per-row predictions (for paired comparisons on the same dataset version), the report.
+    sa.Column("config_digest", sa.String(80)),
+    sa.Column("predictions_digest", sa.String(80)),
+    sa.Column("report", JSON),
     sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
     sa.Index("ix_evaluation_model_version", "model", "version"),
+    sa.Index("ix_evaluation_model_version_dataset_version", "model", "version", "dataset_version"),
 )
 
 gate_result = sa.Table(
@@ -241,6 +248,9 @@ gate_result = sa.Table(
     sa.Column("threshold", sa.Float),
     sa.Column("details", JSON),
     _at(),
+    # Added by 0003: the policy file's digest and the dataset version the number was measured on.
+    sa.Column("policy_digest", sa.String(80)),
+    sa.Column("dataset_version", sa.String(80)),
     sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
     sa.Index("ix_gate_result_model_version", "model", "version"),
 )
@@ -256,7 +266,26 @@ approval = sa.Table(
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("comment", sa.Text),
     _at(),
+    sa.Column("role", sa.String(32)),  # the reviewer's role at the time; added by 0003
     sa.ForeignKeyConstraint(["model", "version"], ["model_version.model", "model_version.version"]),
+    sa.Index("ix_approval_model_version_stage", "model", "version", "stage"),
+)
+
+# One row per finding of a data check (conveyor.data) on a dataset version. Added by 0003.
+dataset_check = sa.Table(
+    "dataset_check",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset_version", sa.String(80), nullable=False, index=True),
+    sa.Column("reference_version", sa.String(80)),
+    sa.Column("check", sa.String(128), nullable=False),
+    sa.Column("column", sa.String(256)),
+    sa.Column("blocking", sa.Boolean, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("observed", sa.Float),
+    sa.Column("threshold", sa.Float),
+    sa.Column("details", JSON),
+    _at(),
 )
 
 stage_history = sa.Table(
