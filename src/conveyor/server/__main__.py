@@ -1,8 +1,12 @@
-"""``python -m conveyor.server [PROJECT_DIR]``: the server without the CLI, for process managers.
+"""``python -m conveyor.server [PROJECT_DIR] [--model NAME [--version N]]``: the server without
+the CLI, for process managers.
 
 Configuration comes from ``conveyor.yaml`` and the ``CONVEYOR_*`` variables, as for
-``conveyor serve``. Exits 0 after a clean stop (SIGTERM), 130 on Ctrl-C, else the error's
-documented exit code.
+``conveyor serve``; ``--model`` (repeatable) overrides ``serve.models``. ``--version N`` serves
+version N of the one ``--model`` in place of its production version, whatever its stage: the
+inference test of a promotion gate measures a version this way before it is promoted.
+
+Exits 0 after a clean stop (SIGTERM), 130 on Ctrl-C, else the error's documented exit code.
 """
 
 from __future__ import annotations
@@ -28,9 +32,24 @@ def main(argv: list[str]) -> int:
         "CONVEYOR_POLL_INTERVAL, CONVEYOR_STORE, CONVEYOR_ARTIFACTS, CONVEYOR_LOG_LEVEL.",
     )
     parser.add_argument("project_dir", nargs="?", type=Path, help="folder of conveyor.yaml")
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        metavar="NAME",
+        help="serve only this model (repeatable)",
+    )
+    parser.add_argument(
+        "--version",
+        type=_version_number,
+        metavar="N",
+        help="serve this version of the one --model instead of its production version",
+    )
     args = parser.parse_args(argv)
     if args.project_dir is not None and not args.project_dir.is_dir():
         parser.error(f"{args.project_dir} is not a folder")
+    if args.version is not None and len(args.models or ()) != 1:
+        parser.error("--version needs exactly one --model")
     level = os.environ.get(CONVEYOR_LOG_LEVEL, "INFO").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
@@ -38,13 +57,19 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr,
     )
     try:
-        serve(load_config(args.project_dir))
+        serve(load_config(args.project_dir, {"models": args.models}), version=args.version)
     except ConveyorError as exc:
         logging.getLogger("conveyor.server").error("%s", exc)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130  # 128 + SIGINT, as a shell reports an interrupted command
     return 0
+
+
+def _version_number(text: str) -> int:
+    if not text.isdigit() or not text.isascii() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version number (1, 2, ...)")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def create_app(
     *,
     models: list[str] | None = None,
     poll_interval: float = 1.0,
+    version: int | None = None,
 ) -> Starlette:
     """The inference server as an ASGI application.
 
@@ -72,8 +73,13 @@ def create_app(
         artifacts: The artifact store holding the model bundles.
         models: Serve only these models; default: every model with a production version.
         poll_interval: Seconds between checks for a changed production version.
+        version: Serve this version of the one model in ``models`` where its production
+            version would answer (see :class:`~conveyor.server.repository.ModelRepository`).
+
+    Raises:
+        UsageError: ``version`` is given without exactly one model.
     """
-    repository = ModelRepository(metadata, artifacts, models=models)
+    repository = ModelRepository(metadata, artifacts, models=models, version=version)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

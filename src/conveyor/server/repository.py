@@ -7,6 +7,12 @@ request takes the state (or the :class:`ServedModel`) once and keeps that object
 a swap never fails or mixes versions within a request. Loading happens before the swap: while a
 new version loads, the old one keeps answering, and if it cannot load, the old one stays.
 
+A repository made with ``version`` is pinned: it serves one model at that version (any stage)
+where the production version would answer, so a version can be served before it is promoted
+(the inference test of a promotion gate does this). A version's bundle never changes, so a
+pinned repository loads once; if that load fails there is nothing else to serve, and
+``refresh`` raises instead of keeping a failure for later polls.
+
 ``refresh`` and ``load_version`` do I/O; call them from a worker thread. Everything else only
 reads memory and is safe on the event loop.
 """
@@ -25,6 +31,7 @@ from conveyor.core.errors import (
     InfrastructureError,
     IntegrityError,
     NotFoundError,
+    UsageError,
 )
 from conveyor.packaging import load_bundle
 from conveyor.server.batching import Batcher
@@ -97,6 +104,11 @@ class ModelRepository:
         metadata: The metadata store holding the registry.
         artifacts: The artifact store holding the bundles.
         models: Serve only these models; default: every model with a production version.
+        version: Serve this version of the one model in ``models`` instead of its production
+            version (see the module docstring).
+
+    Raises:
+        UsageError: ``version`` is given without exactly one model.
     """
 
     def __init__(
@@ -105,10 +117,17 @@ class ModelRepository:
         artifacts: ArtifactStore,
         *,
         models: Sequence[str] | None = None,
+        version: int | None = None,
     ) -> None:
+        if version is not None and (models is None or len(models) != 1):
+            raise UsageError(
+                f"serving version {version} needs exactly one model",
+                hint="name the model whose version to serve: `--model NAME --version N`",
+            )
         self._metadata = metadata
         self._artifacts = artifacts
         self._only = tuple(models) if models is not None else None
+        self._pinned = version
         self._state: _State | None = None
         self._versions: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
         self._versions_lock = threading.Lock()
@@ -209,6 +228,7 @@ class ModelRepository:
 
         Raises:
             InfrastructureError: the metadata store is unreachable (the old state stays).
+            ConveyorError: pinned to a version that does not exist or cannot be loaded.
         """
         old = self._state
         token = registry.routing_token(self._metadata)
@@ -224,14 +244,19 @@ class ModelRepository:
         failed: dict[str, str] = {}
         retry = False
         for name in self._only if self._only is not None else sorted(known):
-            if name not in summaries:
+            if self._pinned is not None:
+                # NotFoundError names the model or version that is missing.
+                target = registry.get_version(self._metadata, name, self._pinned)
+            elif name not in summaries:
                 logger.warning("model '%s' is not registered; nothing to serve for it", name)
                 continue
-            if summaries[name].production_version is None:
+            elif summaries[name].production_version is None:
                 continue
-            target = registry.production_version(self._metadata, name)
-            if target is None:  # demoted between the two reads; the next poll sees it
-                continue
+            else:
+                found = registry.production_version(self._metadata, name)
+                if found is None:  # demoted between the two reads; the next poll sees it
+                    continue
+                target = found
             current = previous.loaded.get(name)
             if current is not None and current.digest == target.artifact_digest:
                 loaded[name] = current
@@ -239,6 +264,8 @@ class ModelRepository:
             try:
                 loaded[name] = self._load(target)
             except ConveyorError as exc:
+                if self._pinned is not None and current is None:
+                    raise
                 retry |= _transient(exc)
                 failed[name] = f"model '{name}' v{target.version} could not be loaded: {exc}"
                 if current is not None:

@@ -22,15 +22,22 @@ __all__ = ["listen", "serve"]
 logger = logging.getLogger(__name__)
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, *, version: int | None = None) -> None:
     """Serve the production version of each model over the Open Inference Protocol v2.
 
     Blocks until SIGINT or SIGTERM, then finishes the requests in flight and returns. Logs the
     URL it listens on (useful with ``port: 0``, which picks a free port).
 
+    Args:
+        config: The project configuration (stores, ``serve:`` settings).
+        version: Serve this version of the one model of ``config.serve.models`` (any stage)
+            instead of its production version. It is loaded before the server listens, so a
+            version that cannot be served stops the server at once with its error.
+
     Raises:
         ConfigError: the store URLs in ``config`` are not valid.
         InfrastructureError: the address cannot be bound, or a store cannot be opened.
+        ConveyorError: ``version`` does not exist or its bundle cannot be loaded.
     """
     metadata = MetadataStore.open(config.store)
     try:
@@ -40,7 +47,12 @@ def serve(config: Config) -> None:
             artifacts,
             models=config.serve.models,
             poll_interval=config.serve.poll_interval,
+            version=version,
         )
+        if version is not None:
+            # Load now rather than in the app's startup, which logs a failure and keeps going
+            # not-ready; the startup refresh then finds nothing changed and loads nothing again.
+            app.state.repository.refresh()
         sock = listen(config.serve.host, config.serve.port)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

@@ -111,18 +111,21 @@ def register(
 
 
 def promote(metadata: MetadataStore, version: int, *, name: str = MODEL) -> None:
-    """Move ``version`` to production with no checks (an empty policy)."""
+    """Move experimental ``version`` to candidate, then to production, with no checks (an empty
+    policy): promotion never skips a stage."""
     from conveyor import registry
 
-    registry.promote(
-        metadata,
-        model=name,
-        version=version,
-        to="production",
-        policy=registry.load_policy(None),
-        actor="bob",
-        reason="test",
-    )
+    policy = registry.load_policy(None)
+    for stage in ("candidate", "production"):
+        registry.promote(
+            metadata,
+            model=name,
+            version=version,
+            to=stage,
+            policy=policy,
+            actor="bob",
+            reason="test",
+        )
 
 
 def rollback(metadata: MetadataStore, *, name: str = MODEL) -> None:
