@@ -72,6 +72,7 @@ def main() -> None:
                 "base_rss_mb": base_mb,
                 "peak_rss_mb": peak_mb,
                 "extra_rss_mb": peak_mb - base_mb,
+                "extra_over_data": (peak_mb - base_mb) / data_mb,
                 "drifted_columns": drifted,
             }
         )
