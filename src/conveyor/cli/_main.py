@@ -26,10 +26,13 @@ __all__ = ["cli", "main"]
 # Subcommands are imported only when invoked (or when --help lists them), so that starting the
 # CLI never pays for pandas, scikit-learn or the web stack.
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "approve": ("conveyor.cli.review", "approve"),
     "audit": ("conveyor.cli.audit", "audit"),
+    "data": ("conveyor.cli.data", "data"),
     "demo": ("conveyor.cli.demo", "demo"),
     "model": ("conveyor.cli.model", "model"),
     "promote": ("conveyor.cli.model", "promote"),
+    "reject": ("conveyor.cli.review", "reject"),
     "rollback": ("conveyor.cli.model", "rollback"),
     "run": ("conveyor.cli.run", "run"),
     "serve": ("conveyor.cli.serve", "serve"),
@@ -75,6 +78,7 @@ def cli(
     conveyor run                          run the pipeline (cached steps skipped), register
     conveyor model list [MODEL]           models, versions and stages
     conveyor promote MODEL VERSION --to   promote through the gates of policies.yaml
+    conveyor approve MODEL VERSION        review a version for a stage (never your own)
     conveyor rollback MODEL               put the previous production version back at once
     conveyor serve                        Open Inference Protocol v2 server for production versions
     conveyor audit verify                 check the tamper-evident audit trail

@@ -10,8 +10,10 @@ the HTTP error handler are the only places that translate them.
     ├── NotFoundError                  exit 2   HTTP 404   unknown model, version, artifact, run
     ├── ConflictError                  exit 2   HTTP 409   the request contradicts current state
     ├── ValidationError                exit 2   HTTP 422   data or a request does not fit a schema
+    ├── ForbiddenError                 exit 1   HTTP 403   a rule forbids this actor this action
     ├── StepError                      exit 1   HTTP 409   user code in a pipeline step raised
     ├── CheckFailedError               exit 1   HTTP 409   a gate or data check did not pass
+    │   └── ApprovalPendingError       exit 1   HTTP 409   checks passed; reviews are missing
     └── InfrastructureError            exit 3   HTTP 503   a store or service is unavailable
         └── IntegrityError             exit 3   HTTP 503   stored bytes do not match their digest
 """
@@ -22,11 +24,13 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 __all__ = [
+    "ApprovalPendingError",
     "CheckFailedError",
     "ConfigError",
     "ConflictError",
     "ConveyorError",
     "ExitCode",
+    "ForbiddenError",
     "InfrastructureError",
     "IntegrityError",
     "NotFoundError",
@@ -110,6 +114,14 @@ class ValidationError(ConveyorError):
     code = "invalid"
 
 
+class ForbiddenError(ConveyorError):
+    """A rule forbids this actor this action (approving their own version, say)."""
+
+    exit_code = ExitCode.CHECK_FAILED
+    http_status = 403
+    code = "forbidden"
+
+
 class StepError(ConveyorError):
     """User code inside a pipeline step raised; the run is recorded as failed."""
 
@@ -124,6 +136,13 @@ class CheckFailedError(ConveyorError):
     exit_code = ExitCode.CHECK_FAILED
     http_status = 409
     code = "check_failed"
+
+
+class ApprovalPendingError(CheckFailedError):
+    """Every automated check passed, but the stage needs reviews it does not have yet;
+    ``details["waiting_for"]`` says how many and from whom."""
+
+    code = "approval_pending"
 
 
 class InfrastructureError(ConveyorError):

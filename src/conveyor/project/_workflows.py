@@ -23,9 +23,24 @@ if TYPE_CHECKING:
     from conveyor.pipeline import Pipeline, PipelineResult, StepEvent
     from conveyor.project._context import Project
     from conveyor.project._runlock import RunLock
-    from conveyor.registry import ModelVersion, PromotionResult, RollbackResult
+    from conveyor.registry import (
+        ModelVersion,
+        PromotionResult,
+        Review,
+        RollbackResult,
+        StoredEvaluation,
+    )
 
-__all__ = ["RunReport", "audit_log", "promote", "rollback", "run", "verify_audit"]
+__all__ = [
+    "RunReport",
+    "audit_log",
+    "evaluate",
+    "promote",
+    "review",
+    "rollback",
+    "run",
+    "verify_audit",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -219,20 +234,61 @@ def _metrics(value: Any, step: str) -> dict[str, float]:
 def promote(
     project: Project, *, model: str, version: int, to: str, actor: str, reason: str = ""
 ) -> PromotionResult:
-    """Promote a version through the gates of ``policies.yaml``; nothing moves if one fails."""
+    """Promote a version through the gates of ``policies.yaml``; nothing moves if one fails.
+
+    See :mod:`conveyor.project._gates` for the three phases (preflight, evidence, decision).
+    """
+    from conveyor.project._gates import promote as gated_promote
+
+    return gated_promote(project, model=model, version=version, to=to, actor=actor, reason=reason)
+
+
+def review(
+    project: Project,
+    *,
+    model: str,
+    version: int,
+    stage: str,
+    decision: str,
+    actor: str,
+    comment: str = "",
+) -> Review:
+    """Record ``actor``'s approval or rejection of a version for ``stage`` (never the author's;
+    with a role the stage's ``approvals.roles`` names, when it names any)."""
     from conveyor.registry import load_policy
-    from conveyor.registry import promote as registry_promote
+    from conveyor.registry import review as registry_review
 
     policy = load_policy(project.config.policies)
-    return registry_promote(
+    return registry_review(
         project.metadata,
         model=model,
         version=version,
-        to=to,
-        policy=policy,
+        stage=stage,
+        decision=decision,
         actor=actor,
-        reason=reason,
+        comment=comment,
+        stage_policy=policy.stage(stage),
     )
+
+
+def evaluate(project: Project, *, model: str, version: int, actor: str) -> StoredEvaluation:
+    """Evaluate a version on the policy's evaluation dataset (or reuse the stored evaluation).
+
+    Raises:
+        ConfigError: the policy declares no ``evaluation:`` section.
+    """
+    from conveyor.project._gates import evaluate_version
+    from conveyor.registry import get_version, load_policy
+
+    policy = load_policy(project.config.policies)
+    if policy.evaluation is None:
+        where = project.config.policies or "conveyor.yaml (no `policies:` file)"
+        raise ConfigError(
+            f"{where} declares no `evaluation:` section, so there is nothing to evaluate on",
+            hint="add `evaluation: {data: <labelled file>, target: <label column>}` to the policy",
+        )
+    current = get_version(project.metadata, model, version)
+    return evaluate_version(project, current, policy.evaluation, actor=actor).stored
 
 
 def rollback(project: Project, *, model: str, actor: str, reason: str = "") -> RollbackResult:

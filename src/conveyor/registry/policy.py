@@ -1,14 +1,30 @@
-"""Promotion policies: ``policies.yaml`` declares, per stage, the checks a version must pass.
+"""Promotion policies: ``policies.yaml`` declares, per stage, what a version must show.
 
-A check is one comparison of a metric with a number, or with the same (or another) metric of
-the version now in production, shifted by a number::
+A file has an optional ``evaluation:`` section (the dataset every version is measured on, its
+label column, the slices and sensitive attributes to report) and a ``stages:`` section whose
+stages (``candidate``, ``production``) each declare any of::
 
-    roc_auc >= 0.75
-    roc_auc >= production.roc_auc - 0.005
-    log_loss <= production.log_loss + 0.01
+    checks:          # metric thresholds, absolute or relative to the version in production
+      - roc_auc >= 0.75
+      - roc_auc >= production.roc_auc + 0.005 with 95% confidence
+      - log_loss <= production.log_loss + 0.01
+      - expected_calibration_error <= 0.05
+      - fairness.demographic_parity_difference <= 0.1
+      - slice.contract.recall >= 0.5          # the worst group of the slice column
+    approvals: {count: 1, roles: [approver]}  # reviews needed, never from the author
+    inference: {p99_ms: 50, concurrency: 16}  # conveyor.evaluation.loadtest.InferenceBudget
+    data_checks: {reference: data/2026-01.csv} # conveyor.data.gate.DataGateSettings
+    reproducible: true                        # the version's run is fully recorded
+
+A check is one comparison of a metric with a number, or with the same (or another) metric of the
+version in production shifted by a number; ``with NN% confidence`` makes a relative check hold
+only when the whole confidence interval of the paired difference (bootstrap, or DeLong for ROC
+AUC) clears the offset, so noise cannot pass for improvement.
 
 Checks are parsed with one regular expression and evaluated by comparing floats: a policy file
-can never run code, so reading one from a pull request is safe.
+can never run code, so reading one from a pull request is safe. The ``inference`` and
+``data_checks`` blocks are kept as mappings here and validated, with their file and line, by the
+modules that run them before anything runs. The file's digest is recorded with every gate result.
 """
 
 from __future__ import annotations
@@ -16,37 +32,53 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from conveyor.core.digest import digest_bytes, digest_json
 from conveyor.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["GATED_STAGES", "Check", "CheckResult", "Policy", "load_policy", "parse_policy"]
+__all__ = [
+    "GATED_STAGES",
+    "ApprovalRule",
+    "Check",
+    "CheckResult",
+    "EvaluationSpec",
+    "Policy",
+    "StagePolicy",
+    "load_policy",
+    "parse_policy",
+]
 
 # The stages a policy can gate. Versions start in "experimental" and archiving is always allowed,
 # so checks for either would never run; naming them is an error rather than a silent no-op.
 GATED_STAGES = ("candidate", "production")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# A metric name may be dotted: ``fairness.demographic_parity_difference``,
+# ``slice.<column>.<metric>``; never ``production.<...>``, which is the reference side.
+_METRIC = rf"(?!production\.){_IDENT}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]*)*"
 _UNSIGNED = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _CHECK_RE = re.compile(
-    rf"""^\s*(?P<metric>{_IDENT})\s*(?P<op>>=|<=|>|<)\s*
+    rf"""^\s*(?P<metric>{_METRIC})\s*(?P<op>>=|<=|>|<)\s*
     (?:
         (?P<number>[+-]?{_UNSIGNED})
-      | production\.(?P<ref>{_IDENT})(?:\s*(?P<sign>[+-])\s*(?P<offset>{_UNSIGNED}))?
+      | production\.(?P<ref>{_METRIC})(?:\s*(?P<sign>[+-])\s*(?P<offset>{_UNSIGNED}))?
+        (?:\s+with\s+(?P<confidence>\d+(?:\.\d+)?)\s*%\s+confidence)?
     )\s*$""",
     re.VERBOSE,
 )
 _GRAMMAR_HINT = (
-    "write `<metric> <op> <number>` or `<metric> <op> production.<metric> [+|- <number>]` "
-    "with <op> one of >=, <=, >, <; e.g. `roc_auc >= 0.75` or "
-    "`roc_auc >= production.roc_auc - 0.005`"
+    "write `<metric> <op> <number>` or `<metric> <op> production.<metric> [+|- <number>] "
+    "[with <NN>% confidence]` with <op> one of >=, <=, >, <; e.g. `roc_auc >= 0.75` or "
+    "`roc_auc >= production.roc_auc + 0.005 with 95% confidence`"
 )
 _MAX_CHECK_LENGTH = 256  # the width of gate_result.check
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -61,7 +93,12 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one check for one version: JSON-ready through ``to_dict()``."""
+    """The outcome of one check for one version: JSON-ready through ``to_dict()``.
+
+    ``evidence`` holds what a reader needs to trust the verdict beyond the two numbers: the
+    confidence interval of a comparison, the measurements of an inference test, the findings of
+    a data check, the reviews counted for an approval.
+    """
 
     check: str
     passed: bool
@@ -69,9 +106,10 @@ class CheckResult:
     threshold: float | None
     detail: str
     stage: str = ""
+    evidence: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "check": self.check,
             "stage": self.stage,
             "passed": self.passed,
@@ -79,10 +117,14 @@ class CheckResult:
             "threshold": self.threshold,
             "detail": self.detail,
         }
+        if self.evidence is not None:
+            out["evidence"] = self.evidence
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
         """The inverse of :meth:`to_dict` (e.g. for ``CheckFailedError.details["checks"]``)."""
+        evidence = data.get("evidence")
         return cls(
             check=str(data["check"]),
             passed=bool(data["passed"]),
@@ -90,13 +132,16 @@ class CheckResult:
             threshold=None if data.get("threshold") is None else float(data["threshold"]),
             detail=str(data.get("detail", "")),
             stage=str(data.get("stage", "")),
+            evidence=dict(evidence) if isinstance(evidence, Mapping) else None,
         )
 
 
 @dataclass(frozen=True)
 class Check:
     """One parsed check. ``reference`` is the production metric for relative checks, where
-    ``value`` is the offset added to it; for absolute checks ``value`` is the threshold."""
+    ``value`` is the offset added to it; for absolute checks ``value`` is the threshold.
+    ``confidence`` (e.g. 0.95) asks that the confidence interval of the difference, not just
+    the point estimate, clear the offset."""
 
     text: str
     stage: str
@@ -105,6 +150,7 @@ class Check:
     value: float
     reference: str | None = None
     source: str = ""  # "policies.yaml:7", for messages
+    confidence: float | None = None
 
     @classmethod
     def parse(cls, text: str, *, stage: str, source: str = "") -> Check:
@@ -130,6 +176,22 @@ class Check:
             reference = match["ref"]
         if not math.isfinite(value):
             raise ConfigError(f"{where}check {text!r} has a number out of range")
+        confidence = None
+        if match["confidence"] is not None:
+            percent = float(match["confidence"])
+            if not 50.0 <= percent < 100.0:
+                raise ConfigError(
+                    f"{where}check {text!r} asks for {percent:g}% confidence",
+                    hint="use a confidence of at least 50% and below 100%, e.g. 95%",
+                )
+            confidence = percent / 100.0
+            if reference != match["metric"]:
+                raise ConfigError(
+                    f"{where}check {text!r} compares '{match['metric']}' with production's "
+                    f"'{reference}' with confidence",
+                    hint="a confidence interval is of the difference of one metric between "
+                    "the two versions: compare a metric with the same metric of production",
+                )
         return cls(
             text=" ".join(text.split()),
             stage=stage,
@@ -138,11 +200,21 @@ class Check:
             value=value,
             reference=reference,
             source=source,
+            confidence=confidence,
         )
 
     @property
     def relative(self) -> bool:
         return self.reference is not None
+
+    @property
+    def higher_is_better(self) -> bool:
+        """What the operator says the author wants: ``>``/``>=`` means higher is better."""
+        return self.op in (">", ">=")
+
+    def compare(self, observed: float, threshold: float) -> bool:
+        """``observed <op> threshold``."""
+        return _OPERATORS[self.op](observed, threshold)
 
     def evaluate(
         self,
@@ -151,11 +223,15 @@ class Check:
         production_version: int | None = None,
         production_metrics: Mapping[str, float] | None = None,
     ) -> CheckResult:
-        """Evaluate against a version's ``metrics`` and, for relative checks, production's."""
+        """Evaluate against a version's ``metrics`` and, for relative checks, production's.
+
+        A check with ``confidence`` needs both versions' predictions on the same data; this
+        point comparison refuses to judge it (the promotion workflow evaluates it instead).
+        """
         observed = metrics.get(self.metric)
         if observed is None:
             have = ", ".join(sorted(metrics)) or "none"
-            return self._result(
+            return self.result(
                 False, None, None, f"the version has no metric '{self.metric}' (it has: {have})"
             )
         if self.reference is None:
@@ -163,48 +239,153 @@ class Check:
             basis = ""
         else:
             if production_metrics is None:
-                return self._result(
-                    True, observed, None, "no version in production to compare with"
+                return self.result(True, observed, None, "no version in production to compare with")
+            if self.confidence is not None:
+                return self.result(
+                    False,
+                    observed,
+                    None,
+                    "a check with confidence needs both versions evaluated on the same data; "
+                    "declare `evaluation:` in the policy",
                 )
             base = production_metrics.get(self.reference)
             if base is None:
-                return self._result(
+                return self.result(
                     False,
                     observed,
                     None,
                     f"production v{production_version} has no metric '{self.reference}' "
                     "to compare with",
                 )
-            # Rounded to 12 significant digits, so 0.4 + 0.01 is the 0.41 the author meant and not
-            # 0.41000000000000003: a metric exactly on the line must not fail by one ulp.
-            threshold = float(f"{base + self.value:.12g}")
+            threshold = self.shifted(base)
             shift = f" {'-' if self.value < 0 else '+'} {abs(self.value):g}" if self.value else ""
             basis = f" (production v{production_version} {self.reference} {base:.6g}{shift})"
-        passed = _OPERATORS[self.op](observed, threshold)
+        passed = self.compare(observed, threshold)
         verb = self.op if passed else f"is not {self.op}"
         detail = f"{self.metric} {observed:.6g} {verb} {threshold:.6g}{basis}"
-        return self._result(passed, observed, threshold, detail)
+        return self.result(passed, observed, threshold, detail)
 
-    def _result(
-        self, passed: bool, observed: float | None, threshold: float | None, detail: str
+    def shifted(self, base: float) -> float:
+        """Production's value plus the offset, rounded to 12 significant digits so that
+        0.4 + 0.01 is the 0.41 the author meant and not 0.41000000000000003: a metric exactly on
+        the line must not fail by one ulp."""
+        return float(f"{base + self.value:.12g}")
+
+    def result(
+        self,
+        passed: bool,
+        observed: float | None,
+        threshold: float | None,
+        detail: str,
+        evidence: dict[str, Any] | None = None,
     ) -> CheckResult:
-        return CheckResult(self.text, passed, observed, threshold, detail, self.stage)
+        """A :class:`CheckResult` of this check."""
+        return CheckResult(self.text, passed, observed, threshold, detail, self.stage, evidence)
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """How many reviews a stage needs, and from which roles (any role when empty).
+
+    The author of a version never counts: four eyes, always.
+    """
+
+    count: int
+    roles: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        who = f" from role {' or '.join(self.roles)}" if self.roles else ""
+        return f"approvals >= {self.count}{who}"
+
+    def who(self, author: str) -> str:
+        """Who may give the approval, in words."""
+        role = f"a user with role {' or '.join(self.roles)}" if self.roles else "any user"
+        return f"{role} other than {author} (the author)"
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    """What one stage requires. ``sources`` maps each declared key to its ``file:line``."""
+
+    checks: tuple[Check, ...] = ()
+    approvals: ApprovalRule | None = None
+    inference: dict[str, Any] | None = None
+    data_checks: dict[str, Any] | None = None
+    reproducible: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.checks
+            or self.approvals
+            or self.inference is not None
+            or self.data_checks is not None
+            or self.reproducible
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """The ``evaluation:`` section: what every version is measured on, and how.
+
+    ``data`` is relative to the project folder. Changing any field changes :meth:`digest`, and
+    so which stored evaluations can be reused.
+    """
+
+    data: str
+    target: str
+    slices: tuple[str, ...] = ()
+    sensitive: tuple[str, ...] = ()
+    threshold: float = 0.5
+    bins: int = 10
+    bootstrap: int = 1000
+    seed: int = 0
+    min_group_size: int = 30
+    source: str = ""
+    #: ``file:line`` of each key, for messages about its value.
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def settings(self) -> dict[str, Any]:
+        """The fields that decide an evaluation's numbers (not where the file is)."""
+        return {
+            "target": self.target,
+            "slices": list(self.slices),
+            "sensitive": list(self.sensitive),
+            "threshold": self.threshold,
+            "bins": self.bins,
+            "min_group_size": self.min_group_size,
+        }
+
+    def digest(self) -> str:
+        return digest_json(self.settings())
 
 
 @dataclass(frozen=True)
 class Policy:
-    """The checks of each gated stage. ``note`` says why a policy is empty, when it is."""
+    """What each gated stage requires. ``note`` says why a policy is empty, when it is."""
 
-    stages: dict[str, tuple[Check, ...]] = field(default_factory=dict)
+    stages: dict[str, StagePolicy] = field(default_factory=dict)
     source: Path | None = None
     note: str = ""
+    evaluation: EvaluationSpec | None = None
+    #: The digest of the policy file's bytes; recorded with every gate result.
+    digest: str | None = None
 
     def checks_for(self, stage: str) -> tuple[Check, ...]:
-        return self.stages.get(stage, ())
+        return self.stage(stage).checks
+
+    def stage(self, stage: str) -> StagePolicy:
+        return self.stages.get(stage, _EMPTY_STAGE)
 
     @property
     def has_checks(self) -> bool:
-        return any(self.stages.values())
+        return any(not s.empty for s in self.stages.values())
+
+
+_EMPTY_STAGE = StagePolicy()
 
 
 def load_policy(path: Path | None) -> Policy:
@@ -220,14 +401,21 @@ def load_policy(path: Path | None) -> Policy:
     if not path.exists():
         return Policy(source=path, note=f"{path} does not exist, so no checks ran")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(
             f"cannot read {path}: {reason}", hint="check the `policies:` setting"
         ) from exc
     policy = parse_policy(text, name=path.name)
-    return Policy(stages=policy.stages, source=path, note=policy.note)
+    return Policy(
+        stages=policy.stages,
+        source=path,
+        note=policy.note,
+        evaluation=policy.evaluation,
+        digest=policy.digest,
+    )
 
 
 def parse_policy(text: str, *, name: str = "policies.yaml") -> Policy:
@@ -243,14 +431,30 @@ def parse_policy(text: str, *, name: str = "policies.yaml") -> Policy:
         where = f"{name}:{mark.line + 1}" if mark else name
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: not valid YAML ({problem})") from exc
-    stages: dict[str, tuple[Check, ...]] = {}
-    # "stages" is the only top-level key today; _mapping refuses any other.
-    for _key, value in _mapping(root, name, "the top level", ("stages",)):
+    stages: dict[str, StagePolicy] = {}
+    evaluation: EvaluationSpec | None = None
+    for key, value in _mapping(root, name, "the top level", ("evaluation", "stages")):
+        if key.value == "evaluation":
+            evaluation = _evaluation(value, name)
+            continue
         for stage_key, stage_node in _mapping(value, name, "stages", None):
             stage = _stage_name(stage_key, name)
-            stages[stage] = _checks(stage_node, stage, name)
-    note = "" if any(stages.values()) else f"{name} declares no checks"
-    return Policy(stages=stages, note=note)
+            stages[stage] = _stage(stage_node, stage, name)
+    if evaluation is None:
+        for stage_policy in stages.values():
+            for check in stage_policy.checks:
+                if check.confidence is not None:
+                    raise ConfigError(
+                        f"{check.source}: check {check.text!r} asks for confidence, but "
+                        f"{name} has no `evaluation:` section",
+                        hint="add `evaluation: {data: <file>, target: <label column>}`: both "
+                        "versions are then measured on that data and their difference bounded",
+                    )
+    has_any = any(not s.empty for s in stages.values())
+    note = "" if has_any else f"{name} declares no checks"
+    return Policy(
+        stages=stages, note=note, evaluation=evaluation, digest=digest_bytes(text.encode())
+    )
 
 
 def _where(name: str, node: yaml.Node) -> str:
@@ -306,21 +510,178 @@ def _stage_name(key: yaml.ScalarNode, name: str) -> str:
     )
 
 
-def _checks(node: yaml.Node, stage: str, name: str) -> tuple[Check, ...]:
-    checks: list[Check] = []
-    for key, value in _mapping(node, name, f"stages.{stage}", ("checks",)):
-        if _is_null(value):
+_STAGE_KEYS = ("checks", "approvals", "inference", "data_checks", "reproducible")
+
+
+def _stage(node: yaml.Node, stage: str, name: str) -> StagePolicy:
+    checks: tuple[Check, ...] = ()
+    approvals: ApprovalRule | None = None
+    inference: dict[str, Any] | None = None
+    data_checks: dict[str, Any] | None = None
+    reproducible = False
+    sources: dict[str, str] = {}
+    for key, value in _mapping(node, name, f"stages.{stage}", _STAGE_KEYS):
+        sources[key.value] = _where(name, key)
+        if key.value == "checks":
+            checks = _checks(value, stage, name)
+        elif key.value == "approvals":
+            approvals = _approvals(value, stage, name)
+        elif key.value == "reproducible":
+            reproducible = _typed(
+                value, name, f"stages.{stage}.reproducible", bool, "true or false"
+            )
+        elif _is_null(value):
             continue
-        if not isinstance(value, yaml.SequenceNode):
+        else:
+            block = _plain(value, name, f"stages.{stage}.{key.value}")
+            if not isinstance(block, dict):
+                raise ConfigError(
+                    f"{_where(name, value)}: stages.{stage}.{key.value} must be a mapping",
+                    hint="e.g. `inference: {p99_ms: 50}` or `data_checks: {reference: <file>}`",
+                )
+            if key.value == "inference":
+                inference = block
+            else:
+                data_checks = block
+    return StagePolicy(
+        checks=checks,
+        approvals=approvals,
+        inference=inference,
+        data_checks=data_checks,
+        reproducible=reproducible,
+        sources=sources,
+    )
+
+
+def _checks(node: yaml.Node, stage: str, name: str) -> tuple[Check, ...]:
+    if _is_null(node):
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        raise ConfigError(
+            f"{_where(name, node)}: stages.{stage}.checks must be a list of checks",
+            hint=_GRAMMAR_HINT,
+        )
+    checks: list[Check] = []
+    for item in node.value:
+        if not isinstance(item, yaml.ScalarNode) or item.tag != _STR_TAG:
             raise ConfigError(
-                f"{_where(name, value)}: stages.{stage}.{key.value} must be a list of checks",
+                f"{_where(name, item)}: a check of stage '{stage}' must be one line of text",
                 hint=_GRAMMAR_HINT,
             )
-        for item in value.value:
-            if not isinstance(item, yaml.ScalarNode) or item.tag != _STR_TAG:
-                raise ConfigError(
-                    f"{_where(name, item)}: a check of stage '{stage}' must be one line of text",
-                    hint=_GRAMMAR_HINT,
-                )
-            checks.append(Check.parse(item.value, stage=stage, source=_where(name, item)))
+        checks.append(Check.parse(item.value, stage=stage, source=_where(name, item)))
     return tuple(checks)
+
+
+def _approvals(node: yaml.Node, stage: str, name: str) -> ApprovalRule | None:
+    what = f"stages.{stage}.approvals"
+    count = 1
+    roles: tuple[str, ...] = ()
+    for key, value in _mapping(node, name, what, ("count", "roles")):
+        if key.value == "count":
+            count = _typed(value, name, f"{what}.count", int, "a whole number")
+            if not 1 <= count <= 10:
+                raise ConfigError(
+                    f"{_where(name, value)}: {what}.count is {count}",
+                    hint="ask for between 1 and 10 approvals",
+                )
+        else:
+            roles = tuple(_names(value, name, f"{what}.roles"))
+    return ApprovalRule(count=count, roles=roles, source=_where(name, node))
+
+
+_EVALUATION_KEYS = (
+    "data",
+    "target",
+    "slices",
+    "sensitive",
+    "threshold",
+    "bins",
+    "bootstrap",
+    "seed",
+    "min_group_size",
+)
+
+
+def _evaluation(node: yaml.Node, name: str) -> EvaluationSpec | None:
+    if _is_null(node):
+        return None
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in _mapping(node, name, "evaluation", _EVALUATION_KEYS):
+        what = f"evaluation.{key.value}"
+        sources[key.value] = _where(name, key)
+        if key.value in ("data", "target"):
+            values[key.value] = _typed(value, name, what, str, "text")
+        elif key.value in ("slices", "sensitive"):
+            values[key.value] = tuple(_names(value, name, what))
+        elif key.value == "threshold":
+            number = _typed(value, name, what, float, "a number between 0 and 1")
+            if not 0.0 < number < 1.0:
+                raise ConfigError(
+                    f"{_where(name, value)}: {what} is {number:g}",
+                    hint="the decision threshold is a probability strictly between 0 and 1",
+                )
+            values["threshold"] = number
+        else:
+            low, high = _INT_RANGES[key.value]
+            number = _typed(value, name, what, int, "a whole number")
+            if not low <= number <= high:
+                raise ConfigError(
+                    f"{_where(name, value)}: {what} is {number}",
+                    hint=f"use a whole number from {low} to {high}",
+                )
+            values[key.value] = number
+    for required in ("data", "target"):
+        if required not in values:
+            raise ConfigError(
+                f"{_where(name, node)}: evaluation has no `{required}`",
+                hint="write `evaluation: {data: <file relative to the project>, "
+                "target: <label column>}`",
+            )
+    return EvaluationSpec(source=_where(name, node), sources=sources, **values)
+
+
+_INT_RANGES = {
+    "bins": (2, 100),
+    "bootstrap": (100, 100_000),
+    "seed": (0, 2**32 - 1),
+    "min_group_size": (1, 1_000_000),
+}
+
+
+def _typed(node: yaml.Node, name: str, what: str, kind: type[Any], words: str) -> Any:
+    """A scalar of YAML type ``kind`` (bool, int, float accepting ints, str), else ConfigError."""
+    value = _plain(node, name, what)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(
+            f"{_where(name, node)}: {what} must be {words}, not {value!r}",
+            hint=f"write {what.rsplit('.', 1)[-1]}: <{words}>",
+        )
+    return value
+
+
+def _names(node: yaml.Node, name: str, what: str) -> list[str]:
+    value = _plain(node, name, what)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(
+            f"{_where(name, node)}: {what} must be a list of names",
+            hint=f"e.g. `{what.rsplit('.', 1)[-1]}: [a, b]`",
+        )
+    if len(set(value)) != len(value):
+        raise ConfigError(
+            f"{_where(name, node)}: {what} names a value twice", hint="name each one once"
+        )
+    return value
+
+
+def _plain(node: yaml.Node, name: str, what: str) -> Any:
+    """The Python value of a node (safe YAML types only)."""
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError as exc:  # pragma: no cover - composed nodes always serialise
+        raise ConfigError(f"{_where(name, node)}: {what} cannot be read ({exc})") from exc

@@ -146,6 +146,9 @@ def gate_results(store: MetadataStore, model: str, version: int | None = None) -
             threshold=r["threshold"],
             detail=(r["details"] or {}).get("detail", ""),
             at=r["created_at"],
+            evidence=(r["details"] or {}).get("evidence"),
+            policy_digest=r["policy_digest"],
+            dataset_version=r["dataset_version"],
         )
         for r in rows
     ]

@@ -112,6 +112,9 @@ class GateResult:
     threshold: float | None
     detail: str
     at: dt.datetime
+    evidence: dict[str, Any] | None = None
+    policy_digest: str | None = None
+    dataset_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +127,9 @@ class GateResult:
             "threshold": self.threshold,
             "detail": self.detail,
             "at": self.at.isoformat(),
+            "evidence": self.evidence,
+            "policy_digest": self.policy_digest,
+            "dataset_version": self.dataset_version,
         }
 
 

@@ -6,11 +6,13 @@ import pytest
 
 from conveyor.core import errors
 from conveyor.core.errors import (
+    ApprovalPendingError,
     CheckFailedError,
     ConfigError,
     ConflictError,
     ConveyorError,
     ExitCode,
+    ForbiddenError,
     InfrastructureError,
     IntegrityError,
     NotFoundError,
@@ -40,6 +42,8 @@ def test_exit_codes_never_change() -> None:
         (ValidationError, 2, 422, "invalid"),
         (StepError, 1, 409, "step_failed"),
         (CheckFailedError, 1, 409, "check_failed"),
+        (ApprovalPendingError, 1, 409, "approval_pending"),
+        (ForbiddenError, 1, 403, "forbidden"),
         (InfrastructureError, 3, 503, "unavailable"),
         (IntegrityError, 3, 503, "integrity"),
     ],
@@ -57,7 +61,7 @@ def test_exit_code_http_status_and_code(
 def test_every_error_in_the_module_is_in_the_table_above() -> None:
     exported = {getattr(errors, n) for n in errors.__all__}
     classes = {c for c in exported if isinstance(c, type) and issubclass(c, ConveyorError)}
-    assert len(classes) == 10
+    assert len(classes) == 12
 
 
 def test_integrity_is_an_infrastructure_error() -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the registry tests: the example policy and a one-call way to register."""
+"""Fixtures for the registry tests: the example policy, one-call ways to register and to reach
+production (which goes through candidate: promotion never skips a stage)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pytest
 import sqlalchemy as sa
 
 from conveyor.core.digest import digest_bytes
-from conveyor.registry import parse_policy, register_version
+from conveyor.registry import parse_policy, promote, register_version
 from conveyor.store.metadata import verify_chain
 from conveyor.store.metadata.schema import audit_event
 
 if TYPE_CHECKING:
-    from conveyor.registry import ModelVersion, Policy
+    from conveyor.registry import ModelVersion, Policy, PromotionResult
     from conveyor.store.metadata import MetadataStore
 
 POLICY_TEXT = """\
@@ -57,6 +58,28 @@ def register(metadata_store: MetadataStore) -> Register:
         return version
 
     return _register
+
+
+class ToProduction(Protocol):
+    def __call__(self, version: int, *, actor: str = "lead") -> PromotionResult: ...
+
+
+@pytest.fixture
+def to_production(metadata_store: MetadataStore, policy: Policy) -> ToProduction:
+    """Promote a version of churn to candidate, then to production, under the example policy.
+
+    Returns the production promotion's result; a failing gate raises as ``promote`` does, so a
+    version refused at production is left in candidate.
+    """
+
+    def _to_production(version: int, *, actor: str = "lead") -> PromotionResult:
+        for stage in ("candidate", "production"):
+            result = promote(
+                metadata_store, model="churn", version=version, to=stage, policy=policy, actor=actor
+            )
+        return result
+
+    return _to_production
 
 
 class Audit:

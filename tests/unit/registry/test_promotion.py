@@ -20,7 +20,7 @@ from conveyor.registry import (
 )
 
 if TYPE_CHECKING:
-    from tests.unit.registry.conftest import Audit, Register
+    from tests.unit.registry.conftest import Audit, Register, ToProduction
 
     from conveyor.store.metadata import MetadataStore
 
@@ -103,51 +103,44 @@ def test_failed_gate_moves_nothing_but_keeps_the_evidence(
 
 
 def test_relative_threshold_compares_with_production(
-    metadata_store: MetadataStore, register: Register, policy: Policy
+    metadata_store: MetadataStore, register: Register, to_production: ToProduction
 ) -> None:
     register("v1", roc_auc=0.87, log_loss=0.40)
     register("v2", roc_auc=0.864, log_loss=0.40)  # 0.006 below production: too far
     register("v3", roc_auc=0.866, log_loss=0.41)  # within both tolerances, exactly on one
-    first = promote(
-        metadata_store, model="churn", version=1, to="production", policy=policy, actor="lead"
-    )
+    first = to_production(1)
     relative = [c for c in first.checks if c.stage == "production"]
+    assert len(relative) == 2
     assert all(c.passed and c.threshold is None for c in relative)
     assert {c.detail for c in relative} == {"no version in production to compare with"}
 
     with pytest.raises(CheckFailedError) as info:
-        promote(
-            metadata_store, model="churn", version=2, to="production", policy=policy, actor="lead"
-        )
+        to_production(2)  # passes the candidate gate, fails production's
+    assert info.value.details["from_stage"] == "candidate"
     [failed] = [c for c in info.value.details["checks"] if not c["passed"]]
     assert failed["check"] == "roc_auc >= production.roc_auc - 0.005"
     assert (failed["observed"], failed["threshold"]) == (0.864, 0.865)
     assert "production v1" in failed["detail"]
-    assert _stage(metadata_store, 2) == "experimental"
+    assert _stage(metadata_store, 2) == "candidate"
 
-    result = promote(
-        metadata_store, model="churn", version=3, to="production", policy=policy, actor="lead"
-    )
+    result = to_production(3)
     assert [c.threshold for c in result.checks if c.stage == "production"] == [0.865, 0.41]
 
 
-def test_skipping_candidate_runs_both_stages_checks(
+def test_skipping_candidate_is_refused_before_any_check_runs(
     metadata_store: MetadataStore, register: Register, policy: Policy
 ) -> None:
     register("a")
-    result = promote(
-        metadata_store, model="churn", version=1, to="production", policy=policy, actor="lead"
-    )
-    assert [c.stage for c in result.checks] == ["candidate"] * 2 + ["production"] * 2
-    # The candidate gate still binds when production's relative checks would pass.
-    register("b", accuracy=0.5)
-    with pytest.raises(CheckFailedError) as info:
+    with pytest.raises(ConflictError) as info:
         promote(
-            metadata_store, model="churn", version=2, to="production", policy=policy, actor="lead"
+            metadata_store, model="churn", version=1, to="production", policy=policy, actor="lead"
         )
-    assert info.value.details["failed"] == ["accuracy >= 0.7"]
-    assert {c["stage"] for c in info.value.details["checks"]} == {"candidate", "production"}
-    assert _stage(metadata_store, 2) == "experimental"
+    assert (
+        info.value.message == "model 'churn' version 1 cannot move from experimental to production"
+    )
+    assert "experimental -> candidate -> production" in (info.value.hint or "")
+    assert gate_results(metadata_store, "churn", 1) == []
+    assert _stage(metadata_store, 1) == "experimental"
 
 
 def test_candidate_to_production_runs_only_production_checks(
@@ -163,15 +156,13 @@ def test_candidate_to_production_runs_only_production_checks(
 
 
 def test_promoting_to_production_archives_the_previous_one(
-    metadata_store: MetadataStore, register: Register, policy: Policy, audit: Audit
+    metadata_store: MetadataStore, register: Register, to_production: ToProduction, audit: Audit
 ) -> None:
     register("a")
     register("b")
-    promote(metadata_store, model="churn", version=1, to="production", policy=policy, actor="lead")
-    result = promote(
-        metadata_store, model="churn", version=2, to="production", policy=policy, actor="lead"
-    )
-    assert result.replaced_version == 1
+    to_production(1)
+    result = to_production(2)
+    assert (result.from_stage, result.replaced_version) == ("candidate", 1)
     assert _stage(metadata_store, 1) == "archived"
     prod = production_version(metadata_store, "churn")
     assert prod is not None
@@ -230,7 +221,7 @@ def test_archiving_runs_no_checks(
             "model list",
         ),
         (
-            ["production"],
+            ["candidate", "production"],
             "candidate",
             "model 'churn' version 1 cannot move from production to candidate",
             "allowed moves",
@@ -306,6 +297,7 @@ def test_audit_chain_verifies_after_a_full_history(
     register("a")
     register("b", roc_auc=0.5)
     register("c")
+    promote(metadata_store, model="churn", version=1, to="candidate", policy=policy, actor="l")
     promote(metadata_store, model="churn", version=1, to="production", policy=policy, actor="l")
     with pytest.raises(CheckFailedError):
         promote(metadata_store, model="churn", version=2, to="candidate", policy=policy, actor="l")
@@ -314,5 +306,5 @@ def test_audit_chain_verifies_after_a_full_history(
     promote(metadata_store, model="churn", version=2, to="archived", policy=policy, actor="l")
     actions = [action for action, _ in audit.actions()]
     assert actions.count("model.gate_failed") == 1
-    assert actions.count("model.gate_passed") == 3
-    assert audit.verify() == len(actions) == 13
+    assert actions.count("model.gate_passed") == 4
+    assert audit.verify() == len(actions) == 15

@@ -20,7 +20,7 @@ from conveyor.registry import (
 )
 
 if TYPE_CHECKING:
-    from tests.unit.registry.conftest import Register
+    from tests.unit.registry.conftest import Register, ToProduction
 
     from conveyor.registry import Policy
     from conveyor.store.metadata import MetadataStore
@@ -60,13 +60,13 @@ def test_unknown_model_says_how_to_see_models(
 
 
 def test_listings_show_counts_stages_and_production(
-    metadata_store: MetadataStore, register: Register, policy: Policy
+    metadata_store: MetadataStore, register: Register, policy: Policy, to_production: ToProduction
 ) -> None:
     assert list_models(metadata_store) == []
     for tag in "abc":
         register(tag)
     register("a", model="fraud")
-    promote(metadata_store, model="churn", version=2, to="production", policy=policy, actor="lead")
+    to_production(2)
     promote(metadata_store, model="churn", version=3, to="candidate", policy=policy, actor="lead")
 
     churn, fraud = list_models(metadata_store)
@@ -96,7 +96,14 @@ def test_history_keeps_every_stage_of_every_version(
 ) -> None:
     register("a")
     register("b")
-    for version, to in ((1, "candidate"), (1, "production"), (2, "production"), (2, "archived")):
+    moves = (
+        (1, "candidate"),
+        (1, "production"),
+        (2, "candidate"),
+        (2, "production"),
+        (2, "archived"),
+    )
+    for version, to in moves:
         promote(metadata_store, model="churn", version=version, to=to, policy=policy, actor="lead")
     history = stage_history(metadata_store, "churn")
     assert [(c.version, c.stage) for c in history] == [
@@ -104,11 +111,12 @@ def test_history_keeps_every_stage_of_every_version(
         (2, "experimental"),
         (1, "candidate"),
         (1, "production"),
+        (2, "candidate"),
         (2, "production"),
         (1, "archived"),
         (2, "archived"),
     ]
-    assert [c.reason for c in history][5] == "replaced by v2"
+    assert [c.reason for c in history][6] == "replaced by v2"
     assert [c.id for c in history] == sorted(c.id for c in history)
     assert {c.actor for c in history} == {"scientist", "lead"}
     json.dumps([c.to_dict() for c in history])

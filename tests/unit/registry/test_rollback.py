@@ -19,7 +19,7 @@ from conveyor.registry import (
 from conveyor.registry.rollback import production_lineage
 
 if TYPE_CHECKING:
-    from tests.unit.registry.conftest import Audit, Register
+    from tests.unit.registry.conftest import Audit, Register, ToProduction
 
     from conveyor.registry import Policy
     from conveyor.store.metadata import MetadataStore
@@ -27,19 +27,11 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def three_in_production(
-    metadata_store: MetadataStore, register: Register, policy: Policy
+    metadata_store: MetadataStore, register: Register, to_production: ToProduction
 ) -> MetadataStore:
-    """v1, v2, v3 promoted to production one after the other; v3 is in production."""
+    """v1, v2, v3 promoted (through candidate) to production one after the other; v3 is in it."""
     for tag in ("v1", "v2", "v3"):
-        version = register(tag).version
-        promote(
-            metadata_store,
-            model="churn",
-            version=version,
-            to="production",
-            policy=policy,
-            actor="l",
-        )
+        to_production(register(tag).version, actor="l")
     return metadata_store
 
 
@@ -90,18 +82,18 @@ def test_repeated_rollbacks_walk_further_back(
 
 
 def test_rollback_after_a_new_promotion_returns_to_the_restored_version(
-    three_in_production: MetadataStore, register: Register, policy: Policy
+    three_in_production: MetadataStore, register: Register, to_production: ToProduction
 ) -> None:
     store = three_in_production
     rollback(store, model="churn", actor="oncall")  # v3 -> v2
     register("v4")
-    promote(store, model="churn", version=4, to="production", policy=policy, actor="l")
+    to_production(4, actor="l")
     assert rollback(store, model="churn", actor="oncall").to_version == 2
     assert rollback(store, model="churn", actor="oncall").to_version == 1
 
 
 def test_rollback_without_an_earlier_version_is_a_conflict(
-    metadata_store: MetadataStore, register: Register, policy: Policy, audit: Audit
+    metadata_store: MetadataStore, register: Register, to_production: ToProduction, audit: Audit
 ) -> None:
     register("a")
     with pytest.raises(ConflictError) as info:
@@ -109,7 +101,7 @@ def test_rollback_without_an_earlier_version_is_a_conflict(
     assert info.value.message == (
         "model 'churn' has no version in production, so there is nothing to roll back"
     )
-    promote(metadata_store, model="churn", version=1, to="production", policy=policy, actor="l")
+    to_production(1, actor="l")
     events = audit.verify()
     with pytest.raises(ConflictError) as info:
         rollback(metadata_store, model="churn", actor="oncall")
@@ -126,7 +118,10 @@ def test_rollback_of_an_unknown_model_is_not_found(metadata_store: MetadataStore
 
 
 def test_a_version_archived_on_purpose_is_never_rolled_back_to(
-    three_in_production: MetadataStore, register: Register, policy: Policy
+    three_in_production: MetadataStore,
+    register: Register,
+    policy: Policy,
+    to_production: ToProduction,
 ) -> None:
     store = three_in_production
     promote(store, model="churn", version=3, to="archived", policy=policy, actor="l")
@@ -134,7 +129,7 @@ def test_a_version_archived_on_purpose_is_never_rolled_back_to(
     with pytest.raises(ConflictError, match="no version in production"):
         rollback(store, model="churn", actor="oncall")
     register("v4")
-    promote(store, model="churn", version=4, to="production", policy=policy, actor="l")
+    to_production(4, actor="l")
     assert rollback(store, model="churn", actor="oncall").to_version == 2
 
 

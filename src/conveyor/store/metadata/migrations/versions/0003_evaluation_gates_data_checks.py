@@ -21,6 +21,8 @@ Written by hand, additive only (new nullable columns, a new table, new indexes),
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -33,7 +35,7 @@ branch_labels = None
 depends_on = None
 
 
-def _json() -> sa.types.TypeEngine[object]:
+def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
@@ -74,9 +76,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dataset_check")),
     )
     with op.batch_alter_table("dataset_check", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_dataset_check_dataset_version", ["dataset_version"], unique=False
-        )
+        batch_op.create_index("ix_dataset_check_dataset_version", ["dataset_version"], unique=False)
 
 
 def downgrade() -> None:
