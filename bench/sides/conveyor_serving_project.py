@@ -9,8 +9,9 @@ Then, as a user's training step and release would: packages MODEL_DIR/mlserver/m
 (the fitted scikit-learn model that MLServer and ``mlflow models serve`` load, written by
 ``make_serving_model.py``) with ``conveyor.packaging.Model`` and ``build_bundle`` (input
 example: MODEL_DIR/example.json), registers it as model "bench" with ``register_version`` and
-promotes it to production with an empty policy. Prints one JSON line: the store URLs to give
-the server (CONVEYOR_STORE, CONVEYOR_ARTIFACTS, CONVEYOR_PROJECT_DIR), the version, the digest.
+promotes it to candidate, then to production, with an empty policy. Prints one JSON line: the
+store URLs to give the server (CONVEYOR_STORE, CONVEYOR_ARTIFACTS, CONVEYOR_PROJECT_DIR), the
+version, the digest.
 """
 
 from __future__ import annotations
@@ -77,15 +78,17 @@ def make(model_dir: Path, project: Path) -> None:
             run_id=None,
             actor=ACTOR,
         )
-        registry.promote(
-            metadata,
-            model=MODEL,
-            version=version.version,
-            to="production",
-            policy=registry.load_policy(None),
-            actor=ACTOR,
-            reason="benchmark row 5",
-        )
+        policy = registry.load_policy(None)
+        for stage in ("candidate", "production"):  # promotion never skips candidate
+            registry.promote(
+                metadata,
+                model=MODEL,
+                version=version.version,
+                to=stage,
+                policy=policy,
+                actor=ACTOR,
+                reason="benchmark row 5",
+            )
     finally:
         metadata.close()
     print(

@@ -47,6 +47,9 @@ def test_run_is_cached_then_promote_and_rollback(project: Path) -> None:
     assert "6 steps: 0 ran, 6 cached" in again.out
     assert "already registered as version 1" in again.out
 
+    candidate = conveyor("promote", "churn", "1", "--to", "candidate", cwd=project)
+    assert candidate.code == 0, candidate.err
+    assert "candidate" in candidate.out
     promoted = conveyor("promote", "churn", "1", "--to", "production", cwd=project)
     assert promoted.code == 0, promoted.err
     assert "production" in promoted.out

@@ -131,7 +131,7 @@ class _Story:
         self.title("Run it again with nothing changed")
         self._run(project)
 
-        self.title(f"Promote v{v1} to production through the gates of policies.yaml")
+        self.title(f"Promote v{v1} to candidate, then to production, through policies.yaml's gates")
         self._promote(project, v1, expect_pass=True)
 
         self.title("Serve production over the Open Inference Protocol v2, send real requests")
@@ -143,7 +143,7 @@ class _Story:
             self.title("February's data has drifted; retrain on it (only data-dependent steps run)")
             self._set_param("data_path", "data/2026-02.csv")
             v2 = self._run(project)
-            self.title(f"Try to promote v{v2}: the relative gate compares it with production v{v1}")
+            self.title(f"Try to promote v{v2}: the gates stand between it and production v{v1}")
             self._promote(project, v2, expect_pass=False)
             self._infer(client, rows, expect_version=v1)
             self.say(f"the server still answers with v{v1}: nothing moved")
@@ -232,41 +232,46 @@ class _Story:
         return v.version
 
     def _promote(self, project: Project, version: int, *, expect_pass: bool) -> None:
+        """Promote ``version`` to candidate, then to production (no stage is skipped); the
+        first gate that fails ends the attempt, and the version stays where it is."""
         from conveyor.project import promote
 
-        try:
-            result = promote(
-                project,
-                model=_MODEL,
-                version=version,
-                to="production",
-                actor="demo-reviewer",
-                reason="demo",
-            )
-        except CheckFailedError as exc:
-            if expect_pass:
-                raise
-            for check in exc.details.get("checks", []):
-                mark = "[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]"
-                self.say(
-                    f"{mark}  {check['check']:<44} observed {_fmt(check.get('observed'))}"
-                    f"  threshold {_fmt(check.get('threshold'))}"
+        for stage in ("candidate", "production"):
+            try:
+                result = promote(
+                    project,
+                    model=_MODEL,
+                    version=version,
+                    to=stage,
+                    actor="demo-reviewer",
+                    reason="demo",
                 )
-            checks = exc.details.get("checks", [])
-            failed = sum(1 for c in checks if not c["passed"])
+            except CheckFailedError as exc:
+                if expect_pass:
+                    raise
+                for check in exc.details.get("checks", []):
+                    mark = "[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]"
+                    self.say(
+                        f"{mark}  {check['check']:<44} observed {_fmt(check.get('observed'))}"
+                        f"  threshold {_fmt(check.get('threshold'))}"
+                    )
+                checks = exc.details.get("checks", [])
+                failed = sum(1 for c in checks if not c["passed"])
+                self.say(
+                    f"[red]v{version} stays {exc.details.get('from_stage', 'where it is')}:[/red] "
+                    f"{failed} of {len(checks)} checks failed, so nothing moved"
+                )
+                return
+            for check in result.checks:
+                self.say(
+                    f"[green]pass[/green]  {check.check:<44} observed {_fmt(check.observed)}"
+                    f"  threshold {_fmt(check.threshold)}"
+                )
             self.say(
-                f"[red]v{version} stays {exc.details.get('from_stage', 'where it is')}:[/red] "
-                f"{failed} of {len(checks)} checks failed, so nothing moved"
+                f"v{version}: {result.from_stage} -> [bold green]{result.to_stage}[/bold green]"
             )
-            return
         if not expect_pass:
             raise InfrastructureError(f"v{version} passed gates the demo expected it to fail")
-        for check in result.checks:
-            self.say(
-                f"[green]pass[/green]  {check.check:<44} observed {_fmt(check.observed)}"
-                f"  threshold {_fmt(check.threshold)}"
-            )
-        self.say(f"v{version}: {result.from_stage} -> [bold green]{result.to_stage}[/bold green]")
 
     def _set_param(self, key: str, value: object) -> None:
         import yaml
