@@ -187,3 +187,28 @@ def test_model_of_the_drifted_month_is_worse_on_the_base_holdout(
     drifted_auc = _fit_and_score(drifted_train, base_test)["roc_auc"]
 
     assert drifted_auc <= base_auc - 0.02
+
+
+def test_data_report_passes_a_clean_holdout_and_reports_drift(
+    base_month: pd.DataFrame, drifted_month: pd.DataFrame, generator: ModuleType
+) -> None:
+    train = steps.train_set(base_month, TEST_SIZE, SEED)
+    holdout = generator.generate("2026-01", rows=2000, seed=9, drift=False)
+    clean = steps.data_report(train, holdout)
+    assert clean["passed"] is True
+    assert clean["findings"] == []
+    # Training on the drifted month: drift is reported as warnings, the run goes on.
+    drifted = steps.data_report(steps.train_set(drifted_month, TEST_SIZE, SEED), holdout)
+    assert drifted["passed"] is True
+    assert drifted["summary"]["drifted_columns"] >= 4
+    assert {f["check"] for f in drifted["findings"]} >= {"drift.wasserstein", "drift.dataset"}
+
+
+def test_data_report_stops_on_a_leak(base_month: pd.DataFrame) -> None:
+    train = steps.train_set(base_month, TEST_SIZE, SEED).copy()
+    holdout = steps.test_set(base_month, TEST_SIZE, SEED)
+    train["cancellation_fee"] = train[steps.LABEL] * 30.0
+    with pytest.raises(ValueError, match=r"leakage\.identical_to_label: column 'cancellation_fee'"):
+        steps.data_report(train, holdout)
+    with pytest.raises(ValueError, match=r"leakage\.shared_rows"):
+        steps.data_report(base_month, holdout)

@@ -14,6 +14,8 @@ framework resolves them with ``typing.get_type_hints`` to learn each step's inpu
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -275,3 +277,40 @@ def metrics(model: SklearnPipeline, test_set: pd.DataFrame) -> dict[str, float]:
 
 def _quoted(names: tuple[str, ...] | list[str]) -> str:
     return ", ".join(repr(n) for n in names)
+
+
+def data_report(train_set: pd.DataFrame, eval_set: pd.DataFrame) -> dict[str, Any]:
+    """Check the evaluation set against the training rows with ``conveyor.data``.
+
+    Schema (inferred from the training rows), quality (missing values, duplicates, constant
+    columns, outliers) and label leakage (a feature that gives the label away, rows shared by
+    training and evaluation) stop the run: a model trained or measured on such data is
+    meaningless. Drift is reported but does not stop the run: training on a new month is the
+    point of a new version, and whether a drifted version may go on is the promotion gates'
+    decision (``data_checks`` in policies.yaml).
+
+    Args:
+        train_set: The training rows (the reference).
+        eval_set: The fixed evaluation set (the data checked).
+
+    Returns:
+        The validation report as JSON data: verdict, findings, and drift per column.
+
+    Raises:
+        ValueError: If a finding blocks, naming each one.
+    """
+    from conveyor.data import DataGateSettings, validate_frames
+
+    settings = DataGateSettings(reference=Path("train_set"), target=LABEL, warn=("drift",))
+    report = validate_frames(
+        train_set.reset_index(drop=True),
+        eval_set.reset_index(drop=True),
+        settings,
+        reference_name="train_set",
+        current_name="eval_set",
+    )
+    if not report.passed:
+        reasons = "; ".join(f"{f.check}: {f.message}" for f in report.blocking[:5])
+        msg = f"the evaluation data failed {len(report.blocking)} data check(s): {reasons}"
+        raise ValueError(msg)
+    return report.to_dict()
