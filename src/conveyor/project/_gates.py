@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.errors import ConfigError
+from conveyor.core.errors import ConfigError, ConflictError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,7 +114,7 @@ def promote(
         if stage_policy.inference is not None:
             checks.extend(_inference_checks(project, current, stage, plan, policy))
         if stage_policy.data_checks is not None:
-            checks.extend(_data_checks(project, stage, plan, dataset_id, actor=actor))
+            checks.extend(_data_checks(project, current, stage, plan, actor=actor))
         if stage_policy.reproducible:
             checks.append(_reproducible_check(project, current, stage))
     evidence = Evidence(checks=checks, state_token=token, dataset_version=dataset_id)
@@ -506,21 +506,25 @@ def _inference_checks(
 
 
 def _data_checks(
-    project: Project, stage: str, plan: _Plan, dataset_id: str | None, *, actor: str
+    project: Project, version: ModelVersion, stage: str, plan: _Plan, *, actor: str
 ) -> list[CheckResult]:
+    """The policy's data checks on the data the version was trained on (its run's data file,
+    unchanged since: its digest must match the run's record), or on ``current:`` when the
+    policy names one, against ``reference:``; findings are recorded on the dataset version."""
     from conveyor.data.gate import record_findings, run_data_gate
     from conveyor.data.versions import register_dataset
     from conveyor.registry import CheckResult
 
     settings = plan.data_settings[stage]
-    current = settings.current or plan.data_path
-    if current is None:
-        raise ConfigError(
-            "data_checks needs the data to check: set `current:` in it, or declare "
-            "`evaluation:` so the evaluation data is checked",
-        )
+    current = settings.current or _training_data(project, version, exclude=plan.data_path)
     report = run_data_gate(settings, current=current)
     dataset = register_dataset(project.metadata, current, name=current.stem, actor=actor)
+    if settings.current is None and not _recorded(project, version, dataset.id):
+        raise ConflictError(
+            f"{current} changed since model '{version.model}' version {version.version} was "
+            "trained on it, so its training data cannot be checked",
+            hint="restore the file, or name the data to check with `data_checks.current`",
+        )
     reference = register_dataset(
         project.metadata, settings.reference, name=settings.reference.stem, actor=actor
     )
@@ -606,3 +610,58 @@ def _reproducible_check(project: Project, current: ModelVersion, stage: str) -> 
         stage=stage,
         evidence=evidence,
     )
+
+
+_DATA_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
+
+
+def _pipeline_inputs(project: Project, version: ModelVersion) -> list[tuple[str, str]]:
+    """(path, digest) of every file the version's pipeline run read."""
+    import sqlalchemy as sa
+
+    from conveyor.store.metadata.schema import run, run_input
+
+    if version.run_id is None:
+        return []
+    with project.metadata.read() as conn:
+        pipeline_run = conn.execute(
+            sa.select(run.c.pipeline_run_id).where(run.c.id == version.run_id)
+        ).scalar_one_or_none()
+        if pipeline_run is None:
+            return []
+        rows = conn.execute(
+            sa.select(run_input.c.name, run_input.c.ref)
+            .join(run, run.c.id == run_input.c.run_id)
+            .where(run.c.pipeline_run_id == pipeline_run, run_input.c.kind == "file")
+        ).all()
+    return [(str(r.name), str(r.ref)) for r in rows]
+
+
+def _training_data(project: Project, version: ModelVersion, *, exclude: Path | None) -> Path:
+    """The one data file the version's run read, other than the evaluation data."""
+    from pathlib import Path
+
+    def resolve(name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else (project.config.root / path).resolve()
+
+    files = {
+        name: ref
+        for name, ref in _pipeline_inputs(project, version)
+        if name.lower().endswith(_DATA_SUFFIXES)
+        and not name.startswith("...")
+        and resolve(name) != exclude
+    }
+    if len(files) != 1:
+        found = ", ".join(sorted(files)) or "none"
+        raise ConfigError(
+            f"data_checks has no `current:` and model '{version.model}' version "
+            f"{version.version}'s run read {len(files)} data files ({found}), not one",
+            hint="name the data to check with `data_checks.current`",
+        )
+    [name] = files
+    return resolve(name)
+
+
+def _recorded(project: Project, version: ModelVersion, digest: str) -> bool:
+    return any(ref == digest for _, ref in _pipeline_inputs(project, version))
