@@ -30,6 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("conveyor.cli.audit", "audit"),
     "data": ("conveyor.cli.data", "data"),
     "demo": ("conveyor.cli.demo", "demo"),
+    "evaluate": ("conveyor.cli.evaluate", "evaluate"),
     "model": ("conveyor.cli.model", "model"),
     "promote": ("conveyor.cli.model", "promote"),
     "reject": ("conveyor.cli.review", "reject"),
