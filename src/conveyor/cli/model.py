@@ -66,19 +66,31 @@ def list_(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
 def show(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
-    """Show VERSION of model NAME: stage, metrics, signature and bundle. Loads the bundle and
-    verifies every file's digest (exit 3 if one does not match)."""
+    """Show VERSION of model NAME: stage, metrics, signature and bundle, its latest evaluation,
+    the latest result of each gate check and its reviews. Loads the bundle and verifies every
+    file's digest (exit 3 if one does not match). `conveyor model report` has the full story."""
     from conveyor.packaging import load_bundle
-    from conveyor.registry import get_version
+    from conveyor.project import gate_report
 
     with open_from_context(ctx) as project:
-        mv = get_version(project.metadata, name, version)
+        gathered = gate_report(project, name, version)
+        mv = gathered.version
         loaded = load_bundle(project.artifacts, mv.artifact_digest)
     manifest = loaded.manifest
+    evaluation = gathered.latest_evaluation
+    gates = gathered.latest_results()
     if as_json:
         click.echo(
             json.dumps(
-                {"version": mv.to_dict(), "manifest": manifest.to_dict()}, indent=2, default=str
+                {
+                    "version": mv.to_dict(),
+                    "manifest": manifest.to_dict(),
+                    "evaluation": None if evaluation is None else evaluation.to_dict(),
+                    "gates": [g.to_dict() for g in gates],
+                    "reviews": [r.to_dict() for r in gathered.reviews],
+                },
+                indent=2,
+                default=str,
             )
         )
         return
@@ -95,6 +107,32 @@ def show(ctx: click.Context, name: str, version: int, as_json: bool) -> None:
         f"env: python {manifest.env.python} on {manifest.env.platform}; "
         + ", ".join(f"{k}=={v}" for k, v in sorted(manifest.env.requirements.items()))
     )
+    if evaluation is not None:
+        headline = ", ".join(
+            f"{k}={v:.4g}" for k, v in sorted(evaluation.metrics.items()) if v is not None
+        )
+        out.print(
+            f"evaluation {evaluation.id} on dataset version {evaluation.dataset_version}: "
+            + headline,
+            markup=False,
+        )
+    for g in gates:
+        observed = "-" if g.observed is None else f"{g.observed:.4g}"
+        threshold = "-" if g.threshold is None else f"{g.threshold:.4g}"
+        verdict = "pass" if g.passed else "FAIL"
+        out.print(
+            f"gate {g.stage}: {verdict} {g.check}: observed {observed}, threshold {threshold}; "
+            f"{g.detail}",
+            markup=False,
+        )
+    for r in gathered.reviews:
+        role = f" ({r.role})" if r.role else ""
+        comment = f": {r.comment}" if r.comment else ""
+        out.print(
+            f"review {r.stage}: {r.decision} by {r.user}{role} at {r.at:%Y-%m-%d %H:%M:%S}"
+            + comment,
+            markup=False,
+        )
 
 
 @model.command("history")
@@ -183,3 +221,10 @@ def rollback(ctx: click.Context, name: str, reason: str) -> None:
         f"model [bold]{name}[/bold]: production rolled back from version {result.from_version} "
         f"to version [bold]{result.to_version}[/bold]"
     )
+
+
+# `model report` lives in its own module (one command, one concern); registered here so that it
+# is a subcommand of `model` without the entry point knowing about it.
+from conveyor.cli.report import report as _report  # noqa: E402
+
+model.add_command(_report)

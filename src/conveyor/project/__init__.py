@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.project._context import Project, open_project
+    from conveyor.project._report import GateReport, gate_report, render_markdown
+    from conveyor.project._report_html import render_html
     from conveyor.project._runlock import LockedModel, LockedRun, LockedStep, RunLock, run_lock
     from conveyor.project._workflows import (
         RunReport,
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "GateReport",
     "LockedModel",
     "LockedRun",
     "LockedStep",
@@ -32,8 +35,11 @@ __all__ = [
     "RunReport",
     "audit_log",
     "evaluate",
+    "gate_report",
     "open_project",
     "promote",
+    "render_html",
+    "render_markdown",
     "review",
     "rollback",
     "run",
@@ -50,6 +56,10 @@ _LAZY = {
     "RunReport": "conveyor.project._workflows",
     "audit_log": "conveyor.project._workflows",
     "evaluate": "conveyor.project._workflows",
+    "GateReport": "conveyor.project._report",
+    "gate_report": "conveyor.project._report",
+    "render_html": "conveyor.project._report_html",
+    "render_markdown": "conveyor.project._report",
     "review": "conveyor.project._workflows",
     "open_project": "conveyor.project._context",
     "promote": "conveyor.project._workflows",
