@@ -40,16 +40,27 @@ def test_run_is_cached_then_promote_and_rollback(project: Path) -> None:
     first = conveyor("run", cwd=project)
     assert first.code == 0, first.err
     assert "registered version 1" in first.out
-    assert "6 steps: 6 ran, 0 cached" in first.out
+    assert "7 steps: 7 ran, 0 cached" in first.out
 
     again = conveyor("run", cwd=project)
     assert again.code == 0, again.err
-    assert "6 steps: 0 ran, 6 cached" in again.out
+    assert "7 steps: 0 ran, 7 cached" in again.out
     assert "already registered as version 1" in again.out
 
     candidate = conveyor("promote", "churn", "1", "--to", "candidate", cwd=project)
     assert candidate.code == 0, candidate.err
     assert "candidate" in candidate.out
+    # The example's production gate needs one review from someone other than the author.
+    reviewed = conveyor(
+        "approve",
+        "churn",
+        "1",
+        "--stage",
+        "production",
+        cwd=project,
+        env={"CONVEYOR_USER": "e2e-reviewer"},
+    )
+    assert reviewed.code == 0, reviewed.err
     promoted = conveyor("promote", "churn", "1", "--to", "production", cwd=project)
     assert promoted.code == 0, promoted.err
     assert "production" in promoted.out
@@ -59,7 +70,7 @@ def test_run_is_cached_then_promote_and_rollback(project: Path) -> None:
     config.write_text(config.read_text().replace("n_estimators: 200", "n_estimators: 50"))
     second = conveyor("run", cwd=project)
     assert second.code == 0, second.err
-    assert "6 steps: 2 ran, 4 cached" in second.out
+    assert "7 steps: 2 ran, 5 cached" in second.out
     assert "registered version 2" in second.out
 
     listing = conveyor("model", "list", "churn", "--json", cwd=project)
@@ -170,7 +181,9 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     result = conveyor("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.code == 0, result.err + result.out
     out = result.out
-    assert "6 steps, 6 cached" in out  # the second run skipped everything
+    assert "7 steps, 7 cached" in out  # the second run skipped everything
+    assert "waiting for 1 more approval" in out  # production waits for a review
+    assert "demo-reviewer approved" in out
     assert "FAIL" in out  # the drifted model was stopped by a gate
     assert "rolled back from v" in out
     assert "exactly v1's predictions" in out

@@ -17,7 +17,7 @@ from tests.e2e._cli import conveyor
 if TYPE_CHECKING:
     from pathlib import Path
 
-ALL = {"raw", "validated", "train_set", "model", "eval_set", "metrics"}
+ALL = {"raw", "validated", "train_set", "model", "eval_set", "metrics", "data_report"}
 
 
 def _run(project: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def test_an_unchanged_project_is_answered_from_the_lock(project: Path) -> None:
     assert fast.code == full.code == 0
     assert _summary(fast.out) == _summary(full.out)
     assert _summary(fast.out)[1:] == [
-        "6 steps: 0 ran, 6 cached  (nothing changed)",
+        "7 steps: 0 ran, 7 cached  (nothing changed)",
         "model churn unchanged, already registered as version 1 (experimental)",
     ]
 
@@ -157,7 +157,8 @@ def test_a_changed_data_file_reruns_from_the_step_reading_it(project: Path) -> N
     result = _run(project)
     assert not result["fast_path"], result["log"]
     assert f"full run: {project / 'data' / '2026-01.csv'} changed" in result["log"]
-    assert _ran(result) == {"raw", "validated", "train_set", "model", "metrics"}
+    # data_report reads the training rows too; eval_set reads only the hold-out.
+    assert _ran(result) == {"raw", "validated", "train_set", "model", "metrics", "data_report"}
     assert result["model"] == {**result["model"], "version": 2, "created": True}
 
 

@@ -7,7 +7,7 @@ whose content is part of the step's cache key.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor import Model, Pipeline, step
 from training import steps
@@ -54,4 +54,13 @@ def metrics(model: Model, eval_set: pd.DataFrame) -> dict[str, float]:
     return steps.metrics(model.estimator, eval_set)
 
 
-pipeline = Pipeline([raw, validated, train_set, model, eval_set, metrics], name="churn")
+@step
+def data_report(train_set: pd.DataFrame, eval_set: pd.DataFrame) -> dict[str, Any]:
+    """Schema, quality and leakage of the evaluation set against the training rows; a blocking
+    finding stops the run, drift is reported for the promotion gates to judge."""
+    return steps.data_report(train_set, eval_set)
+
+
+pipeline = Pipeline(
+    [raw, validated, train_set, model, eval_set, metrics, data_report], name="churn"
+)
