@@ -40,9 +40,12 @@ from conveyor.packaging._threads import one_openmp_thread
 from conveyor.packaging._validate import coerce_frame
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy.typing as npt
     import pandas as pd
 
+    from conveyor.packaging._signature import ColumnSpec
     from conveyor.store.artifacts import ArtifactRef, ArtifactStore
 
 __all__ = ["Bundle", "LoadedModel", "build_bundle", "load_bundle"]
@@ -201,6 +204,7 @@ class LoadedModel:
         self._estimator = estimator
         self._example = example
         self._label = f"model '{manifest.name}'"
+        self._head = _split_pipeline(estimator)
 
     def __repr__(self) -> str:
         return f"<LoadedModel {self.manifest.name} {self.digest}>"
@@ -224,7 +228,9 @@ class LoadedModel:
         """
         return coerce_frame(frame, self.signature.inputs, model=self._label)
 
-    def predict(self, frame: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    def predict(
+        self, frame: pd.DataFrame, *, outputs: Sequence[str] | None = None
+    ) -> dict[str, npt.NDArray[Any]]:
         """Validate ``frame`` and return the model's outputs, keyed by the signature's names.
 
         ``predict`` is the label (or value, for a regressor); ``predict_proba`` is, for a
@@ -232,32 +238,76 @@ class LoadedModel:
         multiclass one a row per input with a column per class. Batches of up to 10,000 rows
         run on one OpenMP thread (see ``_threads``).
 
+        Args:
+            frame: The input rows.
+            outputs: Compute only these outputs (the Open Inference Protocol's ``outputs``);
+                default: every output of the signature.
+
         Raises:
-            ValidationError: when the frame does not fit the signature, has no rows, or the
-                estimator rejects it.
+            ValidationError: when the frame does not fit the signature, has no rows, the
+                estimator rejects it, or ``outputs`` names an output the model does not have.
         """
+        specs = self._wanted(outputs)
         rows = self.validate(frame)
         if len(rows) == 0:
             raise ValidationError(
                 f"{self._label}: nothing to predict, the frame has no rows",
                 hint="send at least one row",
             )
-        outputs: dict[str, npt.NDArray[Any]] = {}
+        result: dict[str, npt.NDArray[Any]] = {}
         try:
             with one_openmp_thread(len(rows)):
-                for spec in self.signature.outputs:
+                final, features = self._features(rows, len(specs))
+                for spec in specs:
                     if spec.name == "predict":
-                        outputs["predict"] = np.asarray(self._estimator.predict(rows))
+                        result["predict"] = np.asarray(final.predict(features))
                     else:
-                        proba = np.asarray(self._estimator.predict_proba(rows))
-                        outputs[spec.name] = proba[:, 1] if len(spec.shape) == 1 else proba
+                        proba = np.asarray(final.predict_proba(features))
+                        result[spec.name] = proba[:, 1] if len(spec.shape) == 1 else proba
         except (ValueError, TypeError) as exc:
             # scikit-learn reports data it cannot take as ValueError or TypeError.
             raise ValidationError(
                 f"{self._label} ({self.digest}) cannot predict on this input: {exc}",
                 hint="check the values against the model's signature and input example",
             ) from exc
-        return outputs
+        return result
+
+    def _wanted(self, outputs: Sequence[str] | None) -> list[ColumnSpec]:
+        if outputs is None:
+            return list(self.signature.outputs)
+        by_name = {spec.name: spec for spec in self.signature.outputs}
+        for name in outputs:
+            if name not in by_name:
+                raise ValidationError(
+                    f"{self._label} has no output '{name}'",
+                    hint=f"its outputs are: {', '.join(by_name)}",
+                )
+        return [by_name[name] for name in dict.fromkeys(outputs)]
+
+    def _features(self, rows: pd.DataFrame, calls: int) -> tuple[Any, Any]:
+        """The estimator that answers, and its input.
+
+        A pipeline asked for two outputs would run its transformers (and scikit-learn's input
+        checks) once per output; this runs them once and asks the final step for both, which
+        is what ``Pipeline.predict`` and ``predict_proba`` do internally.
+        """
+        if calls < 2 or self._head is None:
+            return self._estimator, rows
+        head, final = self._head
+        return final, head.transform(rows)
+
+
+def _split_pipeline(estimator: Any) -> tuple[Any, Any] | None:
+    """A plain scikit-learn pipeline as (its transformers, its final step), else None."""
+    from sklearn.pipeline import Pipeline
+
+    # Exactly Pipeline: a subclass may change what predict does.
+    if type(estimator) is not Pipeline or len(estimator.steps) < 2:
+        return None
+    final = estimator.steps[-1][1]
+    if final is None or final == "passthrough":
+        return None
+    return estimator[:-1], final
 
 
 def _check_loadable(manifest: Manifest, label: str) -> None:

@@ -69,12 +69,22 @@ def coerce_frame(frame: pd.DataFrame, inputs: Sequence[ColumnSpec], *, model: st
     if frame.columns.has_duplicates:
         dup = str(frame.columns[frame.columns.duplicated()][0])
         raise _error(model, dup, "appears more than once", "each column once")
+    # Arrays, not Series, and one DataFrame at the end: a Series per column and a frame
+    # aligning them on their index cost more than the checks (this runs for every batch).
     columns = {spec.name: _coerce_column(frame[spec.name], spec, model) for spec in inputs}
+    for name, values in columns.items():
+        if isinstance(values, np.ndarray) and values.dtype.kind == "O":
+            # Text stays object dtype, as a training step's reader gives it; a frame built
+            # from a bare object array would make it pandas' string dtype.
+            columns[name] = pd.Series(values, index=frame.index, dtype=object, copy=False)
     return pd.DataFrame(columns, index=frame.index)
 
 
-def _coerce_column(column: pd.Series, spec: ColumnSpec, model: str) -> pd.Series:
-    null = column.isna().to_numpy(dtype=bool)
+def _coerce_column(column: pd.Series, spec: ColumnSpec, model: str) -> Any:
+    """The column's values as the signature types them: a numpy or pandas array."""
+    # Plain numpy columns (what the server's requests hold) skip the Series machinery.
+    raw = column.to_numpy() if isinstance(column.dtype, np.dtype) else None
+    null = pd.isna(raw) if raw is not None else column.isna().to_numpy(dtype=bool)
     if not spec.nullable and null.any():
         row = int(np.flatnonzero(null)[0])
         raise _error(
@@ -86,13 +96,28 @@ def _coerce_column(column: pd.Series, spec: ColumnSpec, model: str) -> pd.Series
             hint="fill the missing values; the model was packaged with no nulls in this column",
         )
     if spec.datatype in ("FP64", "FP32"):
-        values = _numbers(column, null, spec, model)
-        return values.astype(np.float64 if spec.datatype == "FP64" else np.float32)
+        target = np.float64 if spec.datatype == "FP64" else np.float32
+        if raw is not None and raw.dtype.kind in "fiu":
+            # Through float64 as below, so FP32 rounds the same way.
+            return raw.astype(np.float64).astype(target, copy=False)
+        return _numbers(column, null, spec, model).to_numpy().astype(target)
     if spec.datatype in ("INT64", "INT32"):
-        return _whole_numbers(column, null, spec, model)
+        return _array(_whole_numbers(column, null, spec, model))
     if spec.datatype == "BOOL":
-        return _booleans(column, null, spec, model)
-    return _text(column, null, spec, model)
+        return _array(_booleans(column, null, spec, model))
+    if raw is not None and raw.dtype == object and _all_text(raw):
+        values = raw.copy()
+        values[null] = np.nan
+        return values
+    return _array(_text(column, null, spec, model))
+
+
+def _array(column: pd.Series) -> Any:
+    return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
+
+
+def _all_text(values: Any) -> bool:
+    return pdt.infer_dtype(values, skipna=True) in ("string", "empty")
 
 
 def _numbers(column: pd.Series, null: Any, spec: ColumnSpec, model: str) -> pd.Series:
@@ -180,7 +205,7 @@ def _booleans(column: pd.Series, null: Any, spec: ColumnSpec, model: str) -> pd.
 
 
 def _text(column: pd.Series, null: Any, spec: ColumnSpec, model: str) -> pd.Series:
-    if pdt.infer_dtype(column, skipna=True) in ("string", "empty"):
+    if _all_text(column):
         values = column.astype(object).to_numpy(copy=True)
     else:
         values = column.astype(object).to_numpy(copy=True)

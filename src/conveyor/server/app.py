@@ -8,6 +8,7 @@ Routes (``[...]`` is optional; without a version the production version answers)
     GET  /v2/models/{name}[/versions/{version}]         model metadata
     GET  /v2/models/{name}[/versions/{version}]/ready
     POST /v2/models/{name}[/versions/{version}]/infer
+    GET  /metrics                                       Prometheus metrics (see ``metrics``)
 
 A small request body is parsed and checked on the event loop (that is cheaper than a thread
 hop); a large one in a worker thread. ``predict`` always runs in a worker thread, for a batch of
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,6 +31,7 @@ from starlette.routing import Route
 from conveyor import __version__
 from conveyor.core.errors import ConveyorError, NotFoundError
 from conveyor.server.errors import EXCEPTION_HANDLERS, RequestTooLargeError
+from conveyor.server.metrics import CONTENT_TYPE, UNKNOWN_MODEL, ServerMetrics
 from conveyor.server.repository import ModelRepository
 from conveyor.server.tensors import InferRequest, decode_request, parse_json
 
@@ -79,7 +82,10 @@ def create_app(
     Raises:
         UsageError: ``version`` is given without exactly one model.
     """
-    repository = ModelRepository(metadata, artifacts, models=models, version=version)
+    metrics = ServerMetrics()
+    repository = ModelRepository(
+        metadata, artifacts, models=models, version=version, metrics=metrics
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -93,6 +99,7 @@ def create_app(
 
     app = Starlette(routes=_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.repository = repository
+    app.state.metrics = metrics
     return app
 
 
@@ -125,12 +132,22 @@ def _routes() -> list[Route]:
         Route(f"{versioned}/ready", _model_ready, methods=["GET"]),
         Route(f"{models}/infer", _infer, methods=["POST"]),
         Route(f"{versioned}/infer", _infer, methods=["POST"]),
+        Route("/metrics", _metrics, methods=["GET"]),
     ]
 
 
 def _repository(request: Request) -> ModelRepository:
     repository: ModelRepository = request.app.state.repository
     return repository
+
+
+def _server_metrics(request: Request) -> ServerMetrics:
+    metrics: ServerMetrics = request.app.state.metrics
+    return metrics
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(_server_metrics(request).exposition(), media_type=CONTENT_TYPE)
 
 
 async def _live(_request: Request) -> Response:
@@ -173,7 +190,30 @@ async def _model_ready(request: Request) -> Response:
 
 
 async def _infer(request: Request) -> Response:
-    served = await _resolve(request)
+    # Every answer is counted, errors included; an exception still goes on to its handler.
+    metrics = _server_metrics(request)
+    started = time.perf_counter()
+    name: str = request.path_params["name"]
+    if not _repository(request).versions(name):
+        name = UNKNOWN_MODEL  # the path is the client's: no series for made-up names
+    version = ""
+    status = 500
+    metrics.request_started(name)
+    try:
+        served = await _resolve(request)
+        version = str(served.version)
+        response = await _answer(served, request)
+        status = response.status_code
+    except ConveyorError as exc:
+        status = exc.http_status
+        raise
+    finally:
+        metrics.request_finished(name)
+        metrics.observe_request(name, version, status, time.perf_counter() - started)
+    return response
+
+
+async def _answer(served: ServedModel, request: Request) -> Response:
     body = await _read_body(request)
     if len(body) <= INLINE_DECODE_BYTES:
         checked = _decode(served, body)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from conveyor.packaging import LoadedModel
+    from conveyor.server.metrics import ServerMetrics
     from conveyor.server.tensors import InferRequest
 
 __all__ = ["Batcher"]
@@ -75,6 +76,10 @@ class Batcher:
         version: The version number, for responses.
         model: The loaded model.
         run_sync: How to run a batch off the event loop (``anyio.to_thread.run_sync``).
+        metrics: Where to record each ``predict`` call (batch size, predictions), if anywhere.
+
+    Attributes:
+        metrics: As above; the repository that loads the model sets it.
     """
 
     def __init__(
@@ -84,11 +89,13 @@ class Batcher:
         model: LoadedModel,
         *,
         run_sync: Callable[..., Any] = anyio.to_thread.run_sync,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.model = model
         self._run_sync = run_sync
+        self.metrics = metrics
         self._queue: list[_Job] = []
         self._busy = False
         # Set when a request queues while the next leader gathers a batch.
@@ -170,7 +177,9 @@ class Batcher:
             self._run_one(batch[0])
             return
         try:
-            predictions = self.model.predict(_frame([job.request for job in batch]))
+            wanted = {name for job in batch for name in job.request.outputs}
+            predictions = self._predict(_frame([job.request for job in batch]), wanted)
+            self._observe(len(batch), predictions)
             start = 0
             for job in batch:
                 end = start + job.request.rows
@@ -189,9 +198,24 @@ class Batcher:
 
     def _run_one(self, job: _Job) -> None:
         try:
-            job.result = self._encode(job.request, self.model.predict(job.request.frame()))
+            predictions = self._predict(job.request.frame(), set(job.request.outputs))
+            self._observe(1, predictions)
+            job.result = self._encode(job.request, predictions)
         except Exception as exc:
             job.error = exc
+
+    def _predict(self, frame: pd.DataFrame, wanted: set[str]) -> dict[str, Any]:
+        # Only the outputs some request asked for, in the signature's order: a classifier's
+        # predict and predict_proba each cost a pass through the model.
+        outputs = [o.name for o in self.model.signature.outputs if o.name in wanted]
+        if len(outputs) == len(self.model.signature.outputs):
+            return self.model.predict(frame)
+        return self.model.predict(frame, outputs=outputs)
+
+    def _observe(self, requests: int, predictions: dict[str, Any]) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.observe_batch(self.name, self.version, requests, predictions)
 
     def _encode(self, request: InferRequest, predictions: dict[str, Any]) -> bytes:
         return encode_response(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from conveyor.packaging import LoadedModel
     from conveyor.registry import ModelVersion
+    from conveyor.server.metrics import ServerMetrics
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
 
@@ -106,6 +107,7 @@ class ModelRepository:
         models: Serve only these models; default: every model with a production version.
         version: Serve this version of the one model in ``models`` instead of its production
             version (see the module docstring).
+        metrics: Where the loaded models' batchers record their ``predict`` calls.
 
     Raises:
         UsageError: ``version`` is given without exactly one model.
@@ -118,6 +120,7 @@ class ModelRepository:
         *,
         models: Sequence[str] | None = None,
         version: int | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         if version is not None and (models is None or len(models) != 1):
             raise UsageError(
@@ -128,6 +131,7 @@ class ModelRepository:
         self._artifacts = artifacts
         self._only = tuple(models) if models is not None else None
         self._pinned = version
+        self._metrics = metrics
         self._state: _State | None = None
         self._versions: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
         self._versions_lock = threading.Lock()
@@ -216,7 +220,7 @@ class ModelRepository:
             if cached is not None:
                 return cached
             target = registry.get_version(self._metadata, name, version)
-            served = ServedModel.load(self._artifacts, target)
+            served = self._attach(ServedModel.load(self._artifacts, target))
             with self._versions_lock:
                 self._versions[(name, version)] = served
                 while len(self._versions) > VERSION_CACHE_SIZE:
@@ -277,12 +281,18 @@ class ModelRepository:
         self._log_changes(previous, loaded)
         return True
 
+    def _attach(self, served: ServedModel) -> ServedModel:
+        # Set here, not passed to ServedModel.load: a loaded version is the same whatever
+        # records its calls.
+        served.batcher.metrics = self._metrics
+        return served
+
     def _load(self, target: ModelVersion) -> ServedModel:
         broken = self._broken.get(target.artifact_digest)
         if broken is not None:
             raise type(broken)(broken.message, hint=broken.hint)
         try:
-            return ServedModel.load(self._artifacts, target)
+            return self._attach(ServedModel.load(self._artifacts, target))
         except ConveyorError as exc:
             if not _transient(exc):
                 self._broken[target.artifact_digest] = exc
