@@ -516,10 +516,11 @@ def _data_checks(
     from conveyor.registry import CheckResult
 
     settings = plan.data_settings[stage]
-    current = settings.current or _training_data(project, version, exclude=plan.data_path)
+    inputs = _pipeline_inputs(project, version) if settings.current is None else []
+    current = settings.current or _training_data(project, version, inputs, exclude=plan.data_path)
     report = run_data_gate(settings, current=current)
     dataset = register_dataset(project.metadata, current, name=current.stem, actor=actor)
-    if settings.current is None and not _recorded(project, version, dataset.id):
+    if settings.current is None and all(ref != dataset.id for _, ref in inputs):
         raise ConflictError(
             f"{current} changed since model '{version.model}' version {version.version} was "
             "trained on it, so its training data cannot be checked",
@@ -637,7 +638,13 @@ def _pipeline_inputs(project: Project, version: ModelVersion) -> list[tuple[str,
     return [(str(r.name), str(r.ref)) for r in rows]
 
 
-def _training_data(project: Project, version: ModelVersion, *, exclude: Path | None) -> Path:
+def _training_data(
+    project: Project,
+    version: ModelVersion,
+    inputs: list[tuple[str, str]],
+    *,
+    exclude: Path | None,
+) -> Path:
     """The one data file the version's run read, other than the evaluation data."""
     from pathlib import Path
 
@@ -647,7 +654,7 @@ def _training_data(project: Project, version: ModelVersion, *, exclude: Path | N
 
     files = {
         name: ref
-        for name, ref in _pipeline_inputs(project, version)
+        for name, ref in inputs
         if name.lower().endswith(_DATA_SUFFIXES)
         and not name.startswith("...")
         and resolve(name) != exclude
@@ -661,7 +668,3 @@ def _training_data(project: Project, version: ModelVersion, *, exclude: Path | N
         )
     [name] = files
     return resolve(name)
-
-
-def _recorded(project: Project, version: ModelVersion, digest: str) -> bool:
-    return any(ref == digest for _, ref in _pipeline_inputs(project, version))
