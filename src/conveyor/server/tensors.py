@@ -5,10 +5,33 @@ A model's signature lists its input columns. A request sends either one tensor p
 are the signature's inputs in order. Every check here names the offending input or column and
 raises :class:`~conveyor.core.errors.ValidationError` (422); a body that is not a JSON object
 raises :class:`~conveyor.server.errors.MalformedRequestError` (400).
+
+Content types (MLServer's ``parameters.content_type``) are honoured where they mean something
+for a model that takes a frame of columns, and refused (422) where they do not:
+
+- request level: ``pd`` (the inputs are the columns of a frame: what every request is here),
+  ``np`` (one tensor holding the whole input: the ``[n, k]`` matrix, or the one column of a
+  one-column model), ``str`` (one BYTES tensor: the text column of a one-column model);
+- per input: ``np`` (any datatype), ``str`` (BYTES only: the strings are the values) and
+  ``base64`` (BYTES only: each value is base64 of UTF-8 text, decoded before the checks).
+  ``pd`` is a request-level content type and is refused on an input.
+
+Each response output carries ``parameters.content_type``: ``str`` for BYTES, else ``np``.
+
+Every request datatype of the protocol is accepted where the column can hold its values:
+integers of any width (signed or not) feed integer and float columns, floats of any width feed
+float columns, BOOL feeds BOOL and BYTES feeds BYTES. An integer tensor's values must fit its
+own declared datatype (``-1`` is not a UINT8), checked only when it differs from the column's.
+
+The per-column check (:func:`column_values`) is shared with the MLflow scoring face
+(:mod:`conveyor.server.invocations`), so both protocols accept and refuse the same values with
+the same messages; :func:`encode_response` answers in the protocol the request came in.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from dataclasses import dataclass
@@ -26,7 +49,14 @@ if TYPE_CHECKING:
 
     from conveyor.packaging import ColumnSpec, Signature
 
-__all__ = ["InferRequest", "decode_request", "encode_response", "tensor_metadata"]
+__all__ = [
+    "InferRequest",
+    "column_values",
+    "content_type_of",
+    "decode_request",
+    "encode_response",
+    "tensor_metadata",
+]
 
 _FLOATS = frozenset({"FP16", "FP32", "FP64"})
 _INTS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
@@ -54,6 +84,10 @@ _NUMPY: dict[str, Any] = {
     "BYTES": object,
 }
 _KIND_TO_DATATYPE = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL"}
+#: Request-level content types a model taking a frame of columns can honour.
+REQUEST_CONTENT_TYPES = ("pd", "np", "str")
+#: Per-input content types honoured.
+INPUT_CONTENT_TYPES = ("np", "str", "base64")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +96,15 @@ class InferRequest:
 
     ``columns`` maps every signature input, in signature order, to a 1-D array of ``rows``
     values (numpy, or a pandas nullable array for integer and boolean columns with nulls).
+    ``protocol`` is the protocol to answer in: ``"v2"`` (Open Inference Protocol) or
+    ``"mlflow"`` (MLflow's scoring server, see :mod:`conveyor.server.invocations`).
     """
 
     id: str
     columns: dict[str, Any]
     rows: int
     outputs: tuple[str, ...]
+    protocol: str = "v2"
 
     def frame(self) -> pd.DataFrame:
         """The model's input frame for this request alone."""
@@ -112,6 +149,8 @@ def decode_request(payload: Mapping[str, Any], signature: Signature) -> InferReq
             hint="send one tensor per input column; GET /v2/models/<name> lists them",
         )
     tensors = [_check_tensor(i, tensor) for i, tensor in enumerate(inputs)]
+    if parameters:
+        _check_request_content_type(parameters.get("content_type"), tensors)
     specs = signature.inputs
     if len(tensors) == 1 and _is_matrix(tensors[0], specs):
         columns, rows = _split_matrix(tensors[0], specs), tensors[0].shape[0]
@@ -121,6 +160,27 @@ def decode_request(payload: Mapping[str, Any], signature: Signature) -> InferReq
         raise ValidationError("the request has no rows", hint="send at least one row")
     outputs = _requested_outputs(payload.get("outputs"), signature)
     return InferRequest(request_id, columns, rows, outputs)
+
+
+def _check_request_content_type(content_type: Any, tensors: list[_Tensor]) -> None:
+    if content_type is None or content_type == "pd":
+        return
+    if content_type not in REQUEST_CONTENT_TYPES:
+        raise ValidationError(
+            f"the request's content_type {content_type!r} is not supported",
+            hint=f"use one of {', '.join(REQUEST_CONTENT_TYPES)}, or none",
+        )
+    if len(tensors) != 1:
+        raise ValidationError(
+            f"the request's content_type {content_type!r} needs exactly one input, "
+            f"it has {len(tensors)}",
+            hint="send one tensor, or use content_type 'pd' for one tensor per column",
+        )
+    if content_type == "str" and tensors[0].datatype != "BYTES":
+        raise ValidationError(
+            f"the request's content_type 'str' needs a BYTES input, "
+            f"input '{tensors[0].name}' is {tensors[0].datatype}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +218,44 @@ def _check_tensor(index: int, tensor: Any) -> _Tensor:
         raise ValidationError(
             f"input '{name}': shape {shape} needs {math.prod(shape)} elements, data has {len(data)}"
         )
+    parameters = tensor.get("parameters")
+    if parameters is not None:
+        data = _apply_content_type(name, datatype, parameters, data)
     return _Tensor(name, tuple(shape), datatype, data)
+
+
+def _apply_content_type(name: str, datatype: str, parameters: Any, data: list[Any]) -> list[Any]:
+    """The input's data as its ``parameters.content_type`` says to read it."""
+    if not isinstance(parameters, dict):
+        raise ValidationError(f"input '{name}': 'parameters' must be an object")
+    content_type = parameters.get("content_type")
+    if content_type is None or content_type == "np":
+        return data
+    if content_type not in INPUT_CONTENT_TYPES:
+        hint = "'pd' is a request-level content type; " if content_type == "pd" else ""
+        raise ValidationError(
+            f"input '{name}': content_type {content_type!r} is not supported on an input",
+            hint=f"{hint}use one of {', '.join(INPUT_CONTENT_TYPES)}, or none",
+        )
+    if datatype != "BYTES":
+        raise ValidationError(
+            f"input '{name}': content_type {content_type!r} needs datatype BYTES, not {datatype}"
+        )
+    if content_type == "str":
+        return data
+    decoded: list[Any] = []
+    for i, value in enumerate(data):
+        if value is None:
+            decoded.append(None)
+            continue
+        try:
+            decoded.append(base64.b64decode(value, validate=True).decode())
+        except (TypeError, ValueError, binascii.Error) as exc:
+            # binascii.Error and UnicodeDecodeError are ValueErrors; TypeError: not a string.
+            raise ValidationError(
+                f"input '{name}': element {i} is not base64 of UTF-8 text ({exc})"
+            ) from exc
+    return decoded
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -188,8 +285,8 @@ def _is_matrix(tensor: _Tensor, columns: Sequence[ColumnSpec]) -> bool:
 def _split_matrix(tensor: _Tensor, columns: Sequence[ColumnSpec]) -> dict[str, Any]:
     k = len(columns)
     return {
-        column.name: _column_array(
-            tensor, column, tensor.data[j::k], what=f"column '{column.name}'"
+        column.name: column_values(
+            tensor.data[j::k], column, datatype=tensor.datatype, what=f"column '{column.name}'"
         )
         for j, column in enumerate(columns)
     }
@@ -226,27 +323,46 @@ def _match_columns(tensors: list[_Tensor], columns: Sequence[ColumnSpec]) -> dic
                 f"'{first.name}' has {first.shape[0]}"
             )
     return {
-        c.name: _column_array(seen[c.name], c, seen[c.name].data, what=f"input '{c.name}'")
+        c.name: column_values(
+            seen[c.name].data, c, datatype=seen[c.name].datatype, what=f"input '{c.name}'"
+        )
         for c in columns
     }
 
 
-def _column_array(tensor: _Tensor, column: ColumnSpec, data: list[Any], *, what: str) -> Any:
-    if tensor.datatype not in _ACCEPTS.get(column.datatype, ()):
+def column_values(
+    data: list[Any], column: ColumnSpec, *, datatype: str | None = None, what: str
+) -> Any:
+    """Check ``data`` (decoded JSON values) against ``column``; its typed 1-D array.
+
+    Args:
+        data: One value per row.
+        column: The signature's column.
+        datatype: The datatype the client declared for ``data``; default: the column's.
+        what: How messages name the values, e.g. ``"input 'age'"``.
+
+    Raises:
+        ValidationError: naming ``what``, the datatype or the first element that does not fit.
+    """
+    if datatype is None:
+        datatype = column.datatype
+    elif datatype not in _ACCEPTS.get(column.datatype, ()):
         raise ValidationError(
-            f"{what} is {tensor.datatype} but the model expects {column.datatype}",
+            f"{what} is {datatype} but the model expects {column.datatype}",
             hint=f"send {column.datatype} data for '{column.name}'",
         )
-    types = _ELEMENT_TYPES[tensor.datatype]
+    types = _ELEMENT_TYPES[datatype]
     nullable = bool(getattr(column, "nullable", False))
     for i, value in enumerate(data):
         # type() not isinstance(): True is an int to Python, but not a number to the model.
         if type(value) not in types and not (value is None and nullable):
             shown = "null" if value is None else repr(value)
             raise ValidationError(
-                f"{what}: element {i} is {shown}, not {_describe(tensor.datatype)}",
+                f"{what}: element {i} is {shown}, not {_describe(datatype)}",
                 hint=None if value is not None else f"'{column.name}' does not accept nulls",
             )
+    if datatype != column.datatype and datatype in _INTS:
+        _check_range(data, datatype, what)
     if nullable and column.datatype in _NULLABLE and None in data:
         # Integers and booleans have no NaN: pandas' nullable arrays hold their missing values.
         return pd.array(data, dtype=_NULLABLE[column.datatype])
@@ -255,6 +371,14 @@ def _column_array(tensor: _Tensor, column: ColumnSpec, data: list[Any], *, what:
         return np.asarray(data, dtype=_NUMPY[column.datatype])
     except OverflowError as exc:
         raise ValidationError(f"{what}: a value does not fit {column.datatype}") from exc
+
+
+def _check_range(data: list[Any], datatype: str, what: str) -> None:
+    """The integers fit the datatype the client declared, not only the column's wider one."""
+    try:
+        np.asarray([v for v in data if v is not None], dtype=_NUMPY[datatype])
+    except OverflowError as exc:
+        raise ValidationError(f"{what}: a value does not fit {datatype}") from exc
 
 
 _NULLABLE = {**{dt: "Int64" for dt in _INTS}, "BOOL": "boolean"}
@@ -293,7 +417,14 @@ def encode_response(
     predictions: Mapping[str, Any],
     signature: Signature,
 ) -> bytes:
-    """The inference response as JSON bytes, outputs in the order they were requested."""
+    """The response to ``request`` as JSON bytes, in the protocol the request came in.
+
+    Open Inference Protocol: the outputs in the order they were requested, each with its
+    ``parameters.content_type``. MLflow: ``{"predictions": [...]}``, the values of the one
+    output the request asked for (see :mod:`conveyor.server.invocations`).
+    """
+    if request.protocol == "mlflow":
+        return _encode_mlflow(request, predictions, signature)
     declared = {o.name: o.datatype for o in signature.outputs}
     outputs = []
     for name in request.outputs:
@@ -303,7 +434,13 @@ def encode_response(
         if datatype == "BYTES":
             data = [str(v) for v in data]
         outputs.append(
-            {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+            {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": datatype,
+                "parameters": _STR if datatype == "BYTES" else _NP,
+                "data": data,
+            }
         )
     body = {
         "model_name": model,
@@ -314,13 +451,43 @@ def encode_response(
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_STR = {"content_type": "str"}
+_NP = {"content_type": "np"}
+
+
+def _encode_mlflow(
+    request: InferRequest, predictions: Mapping[str, Any], signature: Signature
+) -> bytes:
+    name = request.outputs[0]
+    array = np.asarray(predictions[name])
+    declared = {o.name: o.datatype for o in signature.outputs}
+    data = array.tolist()
+    if (declared.get(name) or _datatype_of(array)) == "BYTES":
+        data = [str(v) for v in array.ravel().tolist()]
+    return json.dumps({"predictions": data}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_type_of(datatype: str) -> str:
+    """MLServer's content type of a tensor of ``datatype``: ``str`` for BYTES, else ``np``."""
+    return "str" if datatype == "BYTES" else "np"
+
+
 def _datatype_of(array: np.ndarray[Any, Any]) -> str:
     return _KIND_TO_DATATYPE.get(array.dtype.kind, "BYTES")
 
 
 def tensor_metadata(columns: Sequence[ColumnSpec]) -> list[dict[str, Any]]:
-    """The protocol's ``$metadata_tensor`` objects for signature columns."""
+    """The protocol's ``$metadata_tensor`` objects for signature columns.
+
+    Each carries ``parameters.content_type`` as MLServer's model metadata does, so a client
+    that picks its codec from the metadata encodes text as ``str`` and numbers as ``np``.
+    """
     return [
-        {"name": c.name, "datatype": c.datatype, "shape": list(getattr(c, "shape", None) or [-1])}
+        {
+            "name": c.name,
+            "datatype": c.datatype,
+            "shape": list(getattr(c, "shape", None) or [-1]),
+            "parameters": {"content_type": content_type_of(c.datatype)},
+        }
         for c in columns
     ]

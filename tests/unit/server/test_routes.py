@@ -29,6 +29,10 @@ def client(shared: tuple[Stores, TestClient]) -> TestClient:
     return shared[1]
 
 
+NP = {"content_type": "np"}
+STR = {"content_type": "str"}
+
+
 def _outputs(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {o["name"]: o for o in answer["outputs"]}
 
@@ -51,7 +55,7 @@ def test_server_metadata(client: TestClient) -> None:
     assert response.json() == {
         "name": "conveyor",
         "version": conveyor.__version__,
-        "extensions": [],
+        "extensions": ["parameters", "mlflow_invocations", "metrics", "openapi"],
     }
 
 
@@ -63,14 +67,15 @@ def test_model_metadata_lists_versions_and_the_signature(client: TestClient) -> 
         "versions": ["1", "2"],
         "platform": "sklearn",
         "inputs": [
-            {"name": "age", "datatype": "FP64", "shape": [-1]},
-            {"name": "tenure", "datatype": "FP64", "shape": [-1]},
-            {"name": "plan", "datatype": "BYTES", "shape": [-1]},
+            {"name": "age", "datatype": "FP64", "shape": [-1], "parameters": NP},
+            {"name": "tenure", "datatype": "FP64", "shape": [-1], "parameters": NP},
+            {"name": "plan", "datatype": "BYTES", "shape": [-1], "parameters": STR},
         ],
         "outputs": [
-            {"name": "predict", "datatype": "INT64", "shape": [-1]},
-            {"name": "predict_proba", "datatype": "FP64", "shape": [-1]},
+            {"name": "predict", "datatype": "INT64", "shape": [-1], "parameters": NP},
+            {"name": "predict_proba", "datatype": "FP64", "shape": [-1], "parameters": NP},
         ],
+        "parameters": {"content_type": "pd"},
     }
 
 

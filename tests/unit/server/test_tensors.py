@@ -145,11 +145,18 @@ def test_response_bytes_follow_the_protocol() -> None:
         "model_version": "3",
         "id": "abc",
         "outputs": [
-            {"name": "predict", "shape": [2], "datatype": "INT64", "data": [1, 0]},
+            {
+                "name": "predict",
+                "shape": [2],
+                "datatype": "INT64",
+                "parameters": {"content_type": "np"},
+                "data": [1, 0],
+            },
             {
                 "name": "predict_proba",
                 "shape": [2, 3],
                 "datatype": "FP64",
+                "parameters": {"content_type": "np"},
                 "data": [0.1, 0.2, 0.7, 0.5, 0.25, 0.25],
             },
         ],
@@ -169,14 +176,30 @@ def test_text_labels_are_bytes_outputs() -> None:
         )
     )
     assert body["outputs"] == [
-        {"name": "predict", "shape": [2], "datatype": "BYTES", "data": ["yes", "no"]}
+        {
+            "name": "predict",
+            "shape": [2],
+            "datatype": "BYTES",
+            "parameters": {"content_type": "str"},
+            "data": ["yes", "no"],
+        }
     ]
 
 
 def test_tensor_metadata() -> None:
     assert tensor_metadata(SIGNATURE.outputs) == [
-        {"name": "predict", "datatype": "INT64", "shape": [-1]},
-        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]},
+        {
+            "name": "predict",
+            "datatype": "INT64",
+            "shape": [-1],
+            "parameters": {"content_type": "np"},
+        },
+        {
+            "name": "predict_proba",
+            "datatype": "FP64",
+            "shape": [-1, 3],
+            "parameters": {"content_type": "np"},
+        },
     ]
 
 
