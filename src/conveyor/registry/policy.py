@@ -16,6 +16,10 @@ stages (``candidate``, ``production``) each declare any of::
     data_checks: {reference: data/2026-01.csv} # conveyor.data.gate.DataGateSettings
     reproducible: true                        # the version's run is fully recorded
 
+A top-level ``rollout:`` block sets the analysis of canary and shadow rollouts
+(``conveyor.deploy.analysis.AnalysisSettings``: interval, minimum sample, margins, failure
+limit).
+
 A check is one comparison of a metric with a number, or with the same (or another) metric of the
 version in production shifted by a number; ``with NN% confidence`` makes a relative check hold
 only when the whole confidence interval of the paired difference (bootstrap, or DeLong for ROC
@@ -373,6 +377,10 @@ class Policy:
     evaluation: EvaluationSpec | None = None
     #: The digest of the policy file's bytes; recorded with every gate result.
     digest: str | None = None
+    #: The ``rollout:`` block (canary analysis settings) as written, and where it starts
+    #: (``policies.yaml:40``); validated by ``conveyor.deploy.analysis.AnalysisSettings``.
+    rollout: dict[str, Any] | None = None
+    rollout_source: str = ""
 
     def checks_for(self, stage: str) -> tuple[Check, ...]:
         return self.stage(stage).checks
@@ -415,6 +423,8 @@ def load_policy(path: Path | None) -> Policy:
         note=policy.note,
         evaluation=policy.evaluation,
         digest=policy.digest,
+        rollout=policy.rollout,
+        rollout_source=policy.rollout_source,
     )
 
 
@@ -433,9 +443,22 @@ def parse_policy(text: str, *, name: str = "policies.yaml") -> Policy:
         raise ConfigError(f"{where}: not valid YAML ({problem})") from exc
     stages: dict[str, StagePolicy] = {}
     evaluation: EvaluationSpec | None = None
-    for key, value in _mapping(root, name, "the top level", ("evaluation", "stages")):
+    rollout: dict[str, Any] | None = None
+    rollout_source = ""
+    for key, value in _mapping(root, name, "the top level", ("evaluation", "stages", "rollout")):
         if key.value == "evaluation":
             evaluation = _evaluation(value, name)
+            continue
+        if key.value == "rollout":
+            if _is_null(value):
+                continue
+            block = _plain(value, name, "rollout")
+            if not isinstance(block, dict):
+                raise ConfigError(
+                    f"{_where(name, value)}: rollout must be a mapping",
+                    hint="e.g. `rollout: {interval_s: 30, min_requests: 200}`",
+                )
+            rollout, rollout_source = block, _where(name, value)
             continue
         for stage_key, stage_node in _mapping(value, name, "stages", None):
             stage = _stage_name(stage_key, name)
@@ -453,7 +476,12 @@ def parse_policy(text: str, *, name: str = "policies.yaml") -> Policy:
     has_any = any(not s.empty for s in stages.values())
     note = "" if has_any else f"{name} declares no checks"
     return Policy(
-        stages=stages, note=note, evaluation=evaluation, digest=digest_bytes(text.encode())
+        stages=stages,
+        note=note,
+        evaluation=evaluation,
+        digest=digest_bytes(text.encode()),
+        rollout=rollout,
+        rollout_source=rollout_source,
     )
 
 

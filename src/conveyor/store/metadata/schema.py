@@ -35,9 +35,11 @@ __all__ = [
     "model",
     "model_version",
     "principal",
+    "routing",
     "run",
     "run_input",
     "run_output",
+    "serving_window",
     "stage_history",
     "token",
 ]
@@ -310,11 +312,49 @@ deployment = sa.Table(
     sa.Column("stable_version", sa.Integer),
     sa.Column("candidate_version", sa.Integer),
     sa.Column("mode", sa.String(16), nullable=False),
+    # The plan: {"steps": [5, 25, 50, 100]} or {"steps": ["shadow", 100], "shadow_sample": 1.0}.
     sa.Column("weights", JSON, nullable=False),
     sa.Column("phase", sa.String(32), nullable=False),
+    # The analyses of the current step, newest last (bounded).
     sa.Column("analysis", JSON),
     _at(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("step_started_at", UTCDateTime()),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    # Bumped on every change: writers compare-and-set on it, so two controllers never both act.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("settings", JSON),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("reason", sa.Text),
+    sa.Column("ended_at", UTCDateTime()),
+)
+
+routing = sa.Table(
+    "routing",
+    metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("canary_version", sa.Integer),
+    sa.Column("canary_weight", sa.Float, nullable=False),
+    sa.Column("shadow_version", sa.Integer),
+    sa.Column("shadow_sample", sa.Float, nullable=False),
+    sa.Column("deployment_id", sa.Integer),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+serving_window = sa.Table(
+    "serving_window",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("replica", sa.String(64), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=False),
+    sa.Column("summary", JSON, nullable=False),
+    sa.Index("ix_serving_window_model_ended_at", "model", "ended_at"),
 )
 
 alert = sa.Table(
