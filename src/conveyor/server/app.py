@@ -8,7 +8,11 @@ Routes (``[...]`` is optional; without a version the production version answers)
     GET  /v2/models/{name}[/versions/{version}]         model metadata
     GET  /v2/models/{name}[/versions/{version}]/ready
     POST /v2/models/{name}[/versions/{version}]/infer
+    POST /v2/models/{name}[/versions/{version}]/invocations   MLflow scoring (``invocations``)
+    POST /invocations                                   the same, for the one served model
+    GET  /ping, /health                                 MLflow's probe: 200 when ready, else 503
     GET  /metrics                                       Prometheus metrics (see ``metrics``)
+    GET  /openapi.json                                  the OpenAPI document (see ``openapi``)
 
 A small request body is parsed and checked on the event loop (that is cheaper than a thread
 hop); a large one in a worker thread. ``predict`` always runs in a worker thread, for a batch of
@@ -19,8 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -29,14 +32,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor import __version__
-from conveyor.core.errors import ConveyorError, NotFoundError
-from conveyor.server.errors import EXCEPTION_HANDLERS, RequestTooLargeError
-from conveyor.server.metrics import CONTENT_TYPE, UNKNOWN_MODEL, ServerMetrics
+from conveyor.core.errors import ConveyorError, NotFoundError, UsageError
+from conveyor.server.dispatch import SHADOW_THREADS, Dispatcher, feedback
+from conveyor.server.errors import EXCEPTION_HANDLERS, ModelNotReadyError, RequestTooLargeError
+from conveyor.server.invocations import decode_invocations
+from conveyor.server.metrics import CONTENT_TYPE, ServerMetrics
+from conveyor.server.openapi import openapi_document
+from conveyor.server.recorder import ServingRecorder
 from conveyor.server.repository import ModelRepository
-from conveyor.server.tensors import InferRequest, decode_request, parse_json
+from conveyor.server.tensors import (
+    REQUEST_CONTENT_TYPES,
+    InferRequest,
+    decode_request,
+    parse_json,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from starlette.requests import Request
 
@@ -83,9 +95,20 @@ def create_app(
         UsageError: ``version`` is given without exactly one model.
     """
     metrics = ServerMetrics()
+    # A pinned server (a promotion's inference test) serves outside any rollout: its traffic
+    # must not count as evidence for or against a version.
+    recorder = ServingRecorder() if version is None else None
+    shadows = _ShadowThreads(SHADOW_THREADS)
     repository = ModelRepository(
-        metadata, artifacts, models=models, version=version, metrics=metrics
+        metadata,
+        artifacts,
+        models=models,
+        version=version,
+        metrics=metrics,
+        recorder=recorder,
+        shadow_run_sync=shadows.run_sync,
     )
+    dispatcher = Dispatcher(repository, metrics, recorder)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -93,14 +116,57 @@ def create_app(
         # usual case; if the store is down, start anyway (not ready) and keep trying.
         await _refresh(repository)
         async with anyio.create_task_group() as tasks:
+            dispatcher.tasks = tasks
             tasks.start_soon(_poll, repository, poll_interval)
-            yield
-            tasks.cancel_scope.cancel()
+            if recorder is not None:
+                tasks.start_soon(_flush, recorder, repository, metadata, poll_interval)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+                dispatcher.tasks = None
+        if recorder is not None:  # the last window, so a stopped replica's evidence counts
+            with anyio.CancelScope(shield=True):
+                await _flush_once(recorder, repository, metadata)
 
     app = Starlette(routes=_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.repository = repository
     app.state.metrics = metrics
+    app.state.recorder = recorder
+    app.state.dispatcher = dispatcher
     return app
+
+
+class _ShadowThreads:
+    """Runs shadow batches on at most ``threads`` worker threads of their own (the limiter is
+    made on first use, inside the event loop)."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def run_sync(self, func: Callable[..., Any], *args: Any) -> Any:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._threads)
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+
+async def _flush(
+    recorder: ServingRecorder, repository: ModelRepository, metadata: MetadataStore, every: float
+) -> None:
+    while True:
+        await anyio.sleep(every)
+        await _flush_once(recorder, repository, metadata)
+
+
+async def _flush_once(
+    recorder: ServingRecorder, repository: ModelRepository, metadata: MetadataStore
+) -> None:
+    try:
+        await anyio.to_thread.run_sync(recorder.flush, metadata, repository.routed_models())
+    except Exception:
+        # A bug; serving goes on, and the windows stay for the next flush.
+        logger.exception("unexpected error while writing serving telemetry")
 
 
 async def _refresh(repository: ModelRepository) -> None:
@@ -132,7 +198,14 @@ def _routes() -> list[Route]:
         Route(f"{versioned}/ready", _model_ready, methods=["GET"]),
         Route(f"{models}/infer", _infer, methods=["POST"]),
         Route(f"{versioned}/infer", _infer, methods=["POST"]),
+        Route(f"{models}/feedback", _feedback, methods=["POST"]),
+        Route(f"{models}/invocations", _invocations, methods=["POST"]),
+        Route(f"{versioned}/invocations", _invocations, methods=["POST"]),
+        Route("/invocations", _invocations, methods=["POST"]),
+        Route("/ping", _ping, methods=["GET"]),
+        Route("/health", _ping, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
+        Route("/openapi.json", _openapi, methods=["GET"]),
     ]
 
 
@@ -159,8 +232,14 @@ async def _ready(request: Request) -> Response:
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
+#: What this server offers beyond the protocol's core (the server metadata's ``extensions``).
+EXTENSIONS = ("parameters", "mlflow_invocations", "metrics", "openapi")
+
+
 async def _server_metadata(_request: Request) -> Response:
-    return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": []})
+    return JSONResponse(
+        {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+    )
 
 
 async def _model_metadata(request: Request) -> Response:
@@ -173,6 +252,8 @@ async def _model_metadata(request: Request) -> Response:
             "platform": PLATFORM,
             "inputs": served.inputs,
             "outputs": served.outputs,
+            # Where MLServer puts the request codec: every input is a column of one frame.
+            "parameters": {"content_type": REQUEST_CONTENT_TYPES[0]},
         }
     )
 
@@ -190,37 +271,23 @@ async def _model_ready(request: Request) -> Response:
 
 
 async def _infer(request: Request) -> Response:
-    # Every answer is counted, errors included; an exception still goes on to its handler.
-    metrics = _server_metrics(request)
-    started = time.perf_counter()
+    name: str = request.path_params["name"]
+    return await _dispatcher(request).answer(request, name, lambda: _read_body(request), _decode)
+
+
+async def _feedback(request: Request) -> Response:
     name: str = request.path_params["name"]
     if not _repository(request).versions(name):
-        name = UNKNOWN_MODEL  # the path is the client's: no series for made-up names
-    version = ""
-    status = 500
-    metrics.request_started(name)
-    try:
-        served = await _resolve(request)
-        version = str(served.version)
-        response = await _answer(served, request)
-        status = response.status_code
-    except ConveyorError as exc:
-        status = exc.http_status
-        raise
-    finally:
-        metrics.request_finished(name)
-        metrics.observe_request(name, version, status, time.perf_counter() - started)
-    return response
+        raise NotFoundError(
+            f"there is no model '{name}'", hint="see `conveyor model list` for the models"
+        )
+    payload = parse_json(await _read_body(request))
+    return JSONResponse(feedback(request.app.state.recorder, name, payload))
 
 
-async def _answer(served: ServedModel, request: Request) -> Response:
-    body = await _read_body(request)
-    if len(body) <= INLINE_DECODE_BYTES:
-        checked = _decode(served, body)
-    else:
-        checked = await anyio.to_thread.run_sync(_decode, served, body)
-    content = await served.batcher.infer(checked)
-    return Response(content, media_type="application/json")
+def _dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 async def _read_body(request: Request) -> bytes:
@@ -271,3 +338,70 @@ def _parse_version(name: str, raw: str) -> int:
             hint=f"versions are numbers, e.g. /v2/models/{name}/versions/1",
         )
     return int(text)
+
+
+# -- MLflow's scoring protocol, and the OpenAPI document ------------------------------------------
+
+
+async def _ping(request: Request) -> Response:
+    # MLflow's probe answers a bare newline; its clients look at the status only.
+    ready = _repository(request).ready
+    return Response("\n", status_code=200 if ready else 503, media_type="application/json")
+
+
+async def _invocations(request: Request) -> Response:
+    # Routed like /infer (canary, shadow, telemetry); only the body format differs.
+    name: str | None = request.path_params.get("name")
+    if name is None:
+        name = _served_names(_repository(request), single=True)[0]
+    content_type = request.headers.get("content-type", "")
+
+    def decode(served: ServedModel, body: bytes) -> InferRequest:
+        return decode_invocations(body, content_type, served.model.signature)
+
+    return await _dispatcher(request).answer(request, name, lambda: _read_body(request), decode)
+
+
+def _served_names(repository: ModelRepository, *, single: bool = False) -> list[str]:
+    """The models this server answers for (production loaded, or meant to be but failed).
+
+    Raises:
+        ModelNotReadyError: the registry has not been read yet (and no model was named).
+        NotFoundError: ``single`` and no model is served.
+        UsageError: ``single`` and several models are served.
+    """
+    names = repository.served_names()
+    if names is None:
+        raise ModelNotReadyError(
+            "no model is loaded yet: the server has not read the registry",
+            hint="the server retries on every poll; check that the metadata store is up",
+        )
+    if single and not names:
+        raise NotFoundError(
+            "this server serves no model",
+            hint="promote a version to production: `conveyor promote <model> <version> "
+            "--to production`",
+        )
+    if single and len(names) > 1:
+        raise UsageError(
+            f"this server serves {len(names)} models ({', '.join(names)}); "
+            "POST /invocations needs exactly one",
+            hint=f"name the model: POST /v2/models/{names[0]}/invocations",
+        )
+    return names
+
+
+async def _openapi(request: Request) -> Response:
+    repository = _repository(request)
+    signatures = {}
+    try:
+        names = _served_names(repository)
+    except ConveyorError:
+        names = []
+    for name in names:
+        try:
+            signatures[name] = repository.production(name).model.signature
+        except ConveyorError:
+            continue  # not loaded: documented by the generic routes only
+    document = openapi_document(request.app.routes, signatures, version=__version__)
+    return JSONResponse(document)

@@ -22,6 +22,7 @@ request gets its own error and the others their answers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -35,11 +36,12 @@ from conveyor.server.tensors import encode_response
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from conveyor.deploy.telemetry import Telemetry
     from conveyor.packaging import LoadedModel
     from conveyor.server.metrics import ServerMetrics
     from conveyor.server.tensors import InferRequest
 
-__all__ = ["Batcher"]
+__all__ = ["Answer", "Batcher"]
 
 #: Most rows one ``predict`` call takes; a request larger than this runs alone.
 MAX_BATCH_ROWS = 1024
@@ -49,6 +51,15 @@ MAX_GATHER_S = 0.005
 _RECENT_S = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A request's response body, and its own rows of each computed output (for telemetry,
+    shadow comparisons and feedback)."""
+
+    body: bytes
+    predictions: dict[str, Any]
+
+
 class _Job:
     __slots__ = ("done", "error", "lead", "request", "result")
 
@@ -56,10 +67,10 @@ class _Job:
         self.request = request
         self.done = anyio.Event()
         self.lead = False
-        self.result: bytes | None = None
+        self.result: Answer | None = None
         self.error: BaseException | None = None
 
-    def outcome(self) -> bytes:
+    def outcome(self) -> Answer:
         if self.error is not None:
             raise self.error
         assert self.result is not None
@@ -80,6 +91,8 @@ class Batcher:
 
     Attributes:
         metrics: As above; the repository that loads the model sets it.
+        telemetry: Where each batch's predictions are recorded for rollout analysis, if
+            anywhere (:mod:`conveyor.deploy.telemetry`); the repository sets it.
     """
 
     def __init__(
@@ -96,6 +109,7 @@ class Batcher:
         self.model = model
         self._run_sync = run_sync
         self.metrics = metrics
+        self.telemetry: Telemetry | None = None
         self._queue: list[_Job] = []
         self._busy = False
         # Set when a request queues while the next leader gathers a batch.
@@ -106,6 +120,14 @@ class Batcher:
 
     async def infer(self, request: InferRequest) -> bytes:
         """The JSON response body for ``request``.
+
+        Raises:
+            ConveyorError: the request does not fit the model (a ValidationError, 422).
+        """
+        return (await self.answer(request)).body
+
+    async def answer(self, request: InferRequest) -> Answer:
+        """The response body for ``request`` and its predictions.
 
         Raises:
             ConveyorError: the request does not fit the model (a ValidationError, 422).
@@ -183,9 +205,8 @@ class Batcher:
             start = 0
             for job in batch:
                 end = start + job.request.rows
-                job.result = self._encode(
-                    job.request, {k: v[start:end] for k, v in predictions.items()}
-                )
+                own = {k: v[start:end] for k, v in predictions.items()}
+                job.result = Answer(self._encode(job.request, own), own)
                 start = end
         except ConveyorError:
             # One request's data can sink a whole batch; answer each on its own instead.
@@ -200,7 +221,7 @@ class Batcher:
         try:
             predictions = self._predict(job.request.frame(), set(job.request.outputs))
             self._observe(1, predictions)
-            job.result = self._encode(job.request, predictions)
+            job.result = Answer(self._encode(job.request, predictions), predictions)
         except Exception as exc:
             job.error = exc
 
@@ -216,6 +237,11 @@ class Batcher:
         metrics = self.metrics
         if metrics is not None:
             metrics.observe_batch(self.name, self.version, requests, predictions)
+        telemetry = self.telemetry
+        if telemetry is not None:
+            values = prediction_values(predictions)
+            if values is not None:
+                telemetry.record_predictions(values)
 
     def _encode(self, request: InferRequest, predictions: dict[str, Any]) -> bytes:
         return encode_response(
@@ -225,6 +251,21 @@ class Batcher:
             predictions=predictions,
             signature=self.model.signature,
         )
+
+
+def prediction_values(predictions: dict[str, Any]) -> np.ndarray[Any, Any] | None:
+    """The one number per row that telemetry compares between versions: a binary classifier's
+    positive-class probability, else a numeric ``predict`` (a regression value or a class
+    index); None when there is none (e.g. string labels alone)."""
+    proba = predictions.get("predict_proba")
+    if proba is not None and np.ndim(proba) == 1:
+        return np.asarray(proba, dtype=np.float64)
+    predicted = predictions.get("predict")
+    if predicted is not None:
+        array = np.asarray(predicted)
+        if array.ndim == 1 and array.dtype.kind in "fiub":
+            return array.astype(np.float64)
+    return None
 
 
 def _frame(requests: list[InferRequest]) -> pd.DataFrame:

@@ -11,6 +11,11 @@ chooses freely. A request for a model this server does not know is counted under
     conveyor_inference_batch_size{model,version}                    histogram (requests per call)
     conveyor_inference_requests_in_flight{model}                    gauge
     conveyor_inference_prediction{model,version}                    histogram over [0, 1]
+    conveyor_inference_canary_fallbacks_total{model,version}        counter (canary failed,
+                                                                    stable answered instead)
+    conveyor_inference_shadow_requests_total{model,version,outcome} counter (outcome: agreed,
+                                                                    differed, error, timeout,
+                                                                    dropped)
 
 The last one holds the probability of the positive class of binary classifiers, one
 observation per row, so a shift in what a model predicts shows on a dashboard before any label
@@ -103,6 +108,27 @@ class ServerMetrics:
             "Predicted probability of the positive class, one observation per row.",
         )
         self.registry.register(self._predictions)
+        self._fallbacks = Counter(
+            "conveyor_inference_canary_fallbacks",
+            "Requests a canary version failed to answer, answered by the stable version instead.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self._shadow = Counter(
+            "conveyor_inference_shadow_requests",
+            "Requests mirrored to a shadow version, by outcome of the comparison.",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+
+    def canary_fallback(self, model: str, version: int) -> None:
+        """Count a request the canary ``version`` failed and the stable version answered."""
+        self._fallbacks.labels(model, str(version)).inc()
+
+    def shadow_outcome(self, model: str, version: int, outcome: str) -> None:
+        """Count a mirrored request by its outcome (``agreed``, ``differed``, ``error``,
+        ``timeout`` or ``dropped``)."""
+        self._shadow.labels(model, str(version), outcome).inc()
 
     def request_started(self, model: str) -> None:
         """Count a request for ``model`` as in flight."""

@@ -7,6 +7,14 @@ request takes the state (or the :class:`ServedModel`) once and keeps that object
 a swap never fails or mixes versions within a request. Loading happens before the swap: while a
 new version loads, the old one keeps answering, and if it cannot load, the old one stays.
 
+Beside the production version, a model can have a canary (a share of the requests) or a shadow
+(a mirrored sample of them) while a rollout runs: the ``routing`` rows of the metadata store say
+which (:mod:`conveyor.deploy`). The repository reads them on every poll with the routing token,
+loads those versions before it swaps, and keeps serving its last state when the store cannot be
+read, so a restarted server resumes the stored routing and a store outage changes nothing.
+A canary or shadow that cannot be loaded is left out (all traffic stays on production) and
+logged; it never makes the server unready.
+
 A repository made with ``version`` is pinned: it serves one model at that version (any stage)
 where the production version would answer, so a version can be served before it is promoted
 (the inference test of a promotion gate does this). A version's bundle never changes, so a
@@ -19,7 +27,10 @@ reads memory and is safe on the event loop.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import random
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -33,23 +44,30 @@ from conveyor.core.errors import (
     NotFoundError,
     UsageError,
 )
+from conveyor.deploy.state import read_routing
 from conveyor.packaging import load_bundle
 from conveyor.server.batching import Batcher
 from conveyor.server.errors import ModelNotReadyError
 from conveyor.server.tensors import tensor_metadata
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
+    from conveyor.deploy import Routing
     from conveyor.packaging import LoadedModel
     from conveyor.registry import ModelVersion
     from conveyor.server.metrics import ServerMetrics
+    from conveyor.server.recorder import ServingRecorder
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
 
-__all__ = ["ModelRepository", "ServedModel"]
+__all__ = ["ModelRepository", "Route", "ServedModel"]
 
 logger = logging.getLogger(__name__)
+
+#: Telemetry roles: requests a version answered, and requests mirrored to it as a shadow.
+LIVE_ROLE = "live"
+SHADOW_ROLE = "shadow"
 
 #: Explicitly requested (non-production) versions kept loaded, least recently used evicted.
 VERSION_CACHE_SIZE = 4
@@ -83,11 +101,47 @@ class ServedModel:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one model's requests are split: the production version, and a canary or a shadow."""
+
+    stable: ServedModel
+    canary: ServedModel | None = None
+    canary_weight: float = 0.0
+    shadow: ServedModel | None = None
+    shadow_sample: float = 0.0
+
+    def pick(self, key: str | None) -> tuple[ServedModel, bool]:
+        """The version that answers a request, and whether it is the canary.
+
+        With a key (a user or session id sent by the client) the choice is sticky: the same key
+        always lands on the same side for a given weight, and a key on the canary at 5% stays on
+        it at 25%. Without one it is a fresh random draw per request.
+        """
+        canary = self.canary
+        if canary is None or self.canary_weight <= 0:
+            return self.stable, False
+        if self.canary_weight >= 100:
+            return canary, True
+        point = _bucket(key) if key else random.random() * 100.0  # noqa: S311 (not security)
+        return (canary, True) if point < self.canary_weight else (self.stable, False)
+
+    def mirrors(self) -> bool:
+        """Whether this request is mirrored to the shadow (a fresh draw per request)."""
+        return self.shadow is not None and random.random() < self.shadow_sample  # noqa: S311
+
+
+def _bucket(key: str) -> float:
+    """A routing key's fixed point in [0, 100): the first 8 bytes of its BLAKE2b digest."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * 100.0
+
+
 @dataclass(frozen=True)
 class _State:
     """Everything a request needs to know, replaced as a whole on every change."""
 
-    token: int | None = None
+    token: tuple[int, int] | None = None
     loaded: dict[str, ServedModel] = field(default_factory=dict)
     # Served models whose production version could not be loaded, and why.
     failed: dict[str, str] = field(default_factory=dict)
@@ -96,6 +150,9 @@ class _State:
     known: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # A load failed for a reason that may pass (the store was unreachable): try again next poll.
     retry: bool = False
+    # Models with a canary or shadow -> their route; the others route to `loaded` alone.
+    routes: dict[str, Route] = field(default_factory=dict)
+    routing: dict[str, Routing] = field(default_factory=dict)
 
 
 class ModelRepository:
@@ -108,6 +165,9 @@ class ModelRepository:
         version: Serve this version of the one model in ``models`` instead of its production
             version (see the module docstring).
         metrics: Where the loaded models' batchers record their ``predict`` calls.
+        recorder: Where served versions record telemetry for rollout analysis, if anywhere.
+        shadow_run_sync: How a shadow's batches run off the event loop (a thread runner with
+            its own capacity limit); by default like every other batch.
 
     Raises:
         UsageError: ``version`` is given without exactly one model.
@@ -121,6 +181,8 @@ class ModelRepository:
         models: Sequence[str] | None = None,
         version: int | None = None,
         metrics: ServerMetrics | None = None,
+        recorder: ServingRecorder | None = None,
+        shadow_run_sync: Callable[..., Any] | None = None,
     ) -> None:
         if version is not None and (models is None or len(models) != 1):
             raise UsageError(
@@ -132,6 +194,8 @@ class ModelRepository:
         self._only = tuple(models) if models is not None else None
         self._pinned = version
         self._metrics = metrics
+        self._recorder = recorder
+        self._shadow_run_sync = shadow_run_sync
         self._state: _State | None = None
         self._versions: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
         self._versions_lock = threading.Lock()
@@ -235,7 +299,11 @@ class ModelRepository:
             ConveyorError: pinned to a version that does not exist or cannot be loaded.
         """
         old = self._state
-        token = registry.routing_token(self._metadata)
+        routing = {} if self._pinned is not None else read_routing(self._metadata)
+        token = (
+            registry.routing_token(self._metadata),
+            sum(r.generation for r in routing.values()),
+        )
         if old is not None and token == old.token and not old.retry:
             return False
         previous = old or _State()
@@ -262,8 +330,9 @@ class ModelRepository:
                     continue
                 target = found
             current = previous.loaded.get(name)
-            if current is not None and current.digest == target.artifact_digest:
-                loaded[name] = current
+            reusable = _reusable(previous, name, target.artifact_digest)
+            if reusable is not None:
+                loaded[name] = reusable
                 continue
             try:
                 loaded[name] = self._load(target)
@@ -277,22 +346,145 @@ class ModelRepository:
                     logger.error("%s; still serving v%d", failed[name], current.version)
                 else:
                     logger.error("%s; not serving it", failed[name])
-        self._state = _State(token, loaded, failed, known, retry)
+        routes, transient = self._routes(previous, routing, loaded)
+        retry |= transient
+        self._state = _State(token, loaded, failed, known, retry, routes, routing)
+        self._log_routes(previous, routes)
         self._log_changes(previous, loaded)
         return True
 
-    def _attach(self, served: ServedModel) -> ServedModel:
+    def _routes(
+        self, previous: _State, routing: dict[str, Routing], loaded: dict[str, ServedModel]
+    ) -> tuple[dict[str, Route], bool]:
+        """The routes of the models with a canary or shadow; and whether to retry a load."""
+        retry = False
+        routes: dict[str, Route] = {}
+        for name, wanted in routing.items():
+            stable = loaded.get(name)
+            if stable is None or not wanted.active:
+                continue
+            canary = shadow = None
+            if wanted.canary_version not in (None, stable.version) and wanted.canary_weight > 0:
+                canary, transient = self._routed(
+                    previous, name, wanted.canary_version, shadow=False
+                )
+                retry |= transient
+            if wanted.shadow_version not in (None, stable.version) and wanted.shadow_sample > 0:
+                shadow, transient = self._routed(previous, name, wanted.shadow_version, shadow=True)
+                retry |= transient
+            if canary is not None or shadow is not None:
+                routes[name] = Route(
+                    stable, canary, wanted.canary_weight, shadow, wanted.shadow_sample
+                )
+        return routes, retry
+
+    def _routed(
+        self, previous: _State, name: str, version: int | None, *, shadow: bool
+    ) -> tuple[ServedModel | None, bool]:
+        """A canary or shadow version, reused from the last state when it is the same one;
+        (None, whether to retry) when it cannot be loaded: traffic stays on production."""
+        assert version is not None
+        before = previous.routes.get(name)
+        kept = (before.shadow if shadow else before.canary) if before is not None else None
+        if kept is not None and kept.version == version:
+            return kept, False
+        try:
+            target = registry.get_version(self._metadata, name, version)
+            served = self._load(target, role=SHADOW_ROLE if shadow else LIVE_ROLE)
+        except ConveyorError as exc:
+            logger.error(
+                "model '%s' v%d could not be loaded as the %s: %s; all traffic stays on production",
+                name,
+                version,
+                "shadow" if shadow else "canary",
+                exc,
+            )
+            return None, _transient(exc)
+        if shadow and self._shadow_run_sync is not None:
+            # Its own batcher, on its own worker threads: a shadow that hangs holds those
+            # threads, never the ones that answer clients.
+            batcher = Batcher(name, version, served.model, run_sync=self._shadow_run_sync)
+            batcher.telemetry = served.batcher.telemetry
+            served = dataclasses.replace(served, batcher=batcher)
+        return served, False
+
+    def route(self, name: str) -> Route:
+        """How ``name``'s requests are split now (its production version alone, usually).
+
+        Raises:
+            NotFoundError, ModelNotReadyError: as :meth:`production`.
+        """
+        state = self._state
+        if state is not None:
+            route = state.routes.get(name)
+            if route is not None:
+                return route
+        return Route(self.production(name))
+
+    def routed_models(self) -> frozenset[str]:
+        """The models with a canary or shadow now (their telemetry is worth storing)."""
+        state = self._state
+        return frozenset(state.routes) if state is not None else frozenset()
+
+    def served_names(self) -> list[str] | None:
+        """The models this server answers for: the ones it was told to serve, else those with
+        a production version (loaded or failed to load); None before the first refresh."""
+        if self._only is not None:
+            return list(self._only)
+        state = self._state
+        if state is None:
+            return None
+        return sorted(state.loaded.keys() | state.failed.keys())
+
+    def routing(self) -> dict[str, Routing]:
+        """The stored routing as of the last refresh."""
+        state = self._state
+        return dict(state.routing) if state is not None else {}
+
+    @staticmethod
+    def _log_routes(previous: _State, routes: dict[str, Route]) -> None:
+        for name, route in routes.items():
+            before = previous.routes.get(name)
+            if route.canary is not None and (
+                before is None
+                or before.canary is None
+                or (before.canary.version, before.canary_weight)
+                != (route.canary.version, route.canary_weight)
+            ):
+                logger.info(
+                    "%s: canary v%d takes %g%% of requests",
+                    name,
+                    route.canary.version,
+                    route.canary_weight,
+                )
+            if route.shadow is not None and (
+                before is None
+                or before.shadow is None
+                or before.shadow.version != route.shadow.version
+            ):
+                logger.info(
+                    "%s: v%d shadows %g%% of requests",
+                    name,
+                    route.shadow.version,
+                    route.shadow_sample * 100,
+                )
+        for name in previous.routes.keys() - routes.keys():
+            logger.info("%s: all requests go to production again", name)
+
+    def _attach(self, served: ServedModel, role: str | None = None) -> ServedModel:
         # Set here, not passed to ServedModel.load: a loaded version is the same whatever
         # records its calls.
         served.batcher.metrics = self._metrics
+        if role is not None and self._recorder is not None:
+            served.batcher.telemetry = self._recorder.telemetry(served.name, served.version, role)
         return served
 
-    def _load(self, target: ModelVersion) -> ServedModel:
+    def _load(self, target: ModelVersion, role: str | None = LIVE_ROLE) -> ServedModel:
         broken = self._broken.get(target.artifact_digest)
         if broken is not None:
             raise type(broken)(broken.message, hint=broken.hint)
         try:
-            return self._attach(ServedModel.load(self._artifacts, target))
+            return self._attach(ServedModel.load(self._artifacts, target), role)
         except ConveyorError as exc:
             if not _transient(exc):
                 self._broken[target.artifact_digest] = exc
@@ -308,6 +500,18 @@ class ModelRepository:
                 logger.info("switched %s from v%d to v%d", name, before.version, served.version)
         for name in previous.loaded.keys() - loaded.keys():
             logger.info("stopped serving %s: it has no production version", name)
+
+
+def _reusable(previous: _State, name: str, digest: str) -> ServedModel | None:
+    """The loaded version with this bundle, if the last state has it: the production version
+    unchanged, or the canary that has just become production (already loaded and warm)."""
+    current = previous.loaded.get(name)
+    if current is not None and current.digest == digest:
+        return current
+    route = previous.routes.get(name)
+    if route is not None and route.canary is not None and route.canary.digest == digest:
+        return route.canary
+    return None
 
 
 def _transient(exc: ConveyorError) -> bool:

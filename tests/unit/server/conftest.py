@@ -32,7 +32,7 @@ class Stores:
     bundles: dict[int, Bundle]
 
 
-def _two_versions(metadata: MetadataStore, artifacts: LocalArtifactStore) -> Stores:
+def two_versions(metadata: MetadataStore, artifacts: LocalArtifactStore) -> Stores:
     v1, b1 = register(metadata, artifacts, c=C1)
     v2, b2 = register(metadata, artifacts, c=C2)
     promote(metadata, v1)
@@ -42,7 +42,7 @@ def _two_versions(metadata: MetadataStore, artifacts: LocalArtifactStore) -> Sto
 @pytest.fixture
 def stores(metadata_store: MetadataStore, artifact_store: LocalArtifactStore) -> Stores:
     """``churn`` v1 in production and v2 registered (experimental), on each backend."""
-    return _two_versions(metadata_store, artifact_store)
+    return two_versions(metadata_store, artifact_store)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stores, T
 
     root = tmp_path_factory.mktemp("server")
     metadata = MetadataStore.open(f"sqlite:///{root / 'metadata.db'}")
-    stores = _two_versions(metadata, LocalArtifactStore(root / "artifacts"))
+    stores = two_versions(metadata, LocalArtifactStore(root / "artifacts"))
     try:
         with TestClient(create_app(stores.metadata, stores.artifacts)) as client:
             yield stores, client

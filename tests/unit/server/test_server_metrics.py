@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.unit.server._support import MODEL, TestClient, expected_proba, infer_body, rows
-from tests.unit.server.conftest import C1, _two_versions
+from tests.unit.server.conftest import C1, two_versions
 
 from conveyor.server import create_app
 from conveyor.server.metrics import PREDICTION_BUCKETS
@@ -34,7 +34,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
     root = tmp_path_factory.mktemp("server_metrics")
     metadata = MetadataStore.open(f"sqlite:///{root / 'metadata.db'}")
     try:
-        yield _two_versions(metadata, LocalArtifactStore(root / "artifacts"))
+        yield two_versions(metadata, LocalArtifactStore(root / "artifacts"))
     finally:
         metadata.close()
 
