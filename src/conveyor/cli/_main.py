@@ -30,11 +30,13 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("conveyor.cli.audit", "audit"),
     "data": ("conveyor.cli.data", "data"),
     "demo": ("conveyor.cli.demo", "demo"),
+    "deploy": ("conveyor.cli.deploy", "deploy"),
     "evaluate": ("conveyor.cli.evaluate", "evaluate"),
     "model": ("conveyor.cli.model", "model"),
     "promote": ("conveyor.cli.model", "promote"),
     "reject": ("conveyor.cli.review", "reject"),
     "rollback": ("conveyor.cli.model", "rollback"),
+    "rollout": ("conveyor.cli.deploy", "rollout"),
     "run": ("conveyor.cli.run", "run"),
     "serve": ("conveyor.cli.serve", "serve"),
 }
@@ -82,6 +84,8 @@ def cli(
     conveyor approve MODEL VERSION        review a version for a stage (never your own)
     conveyor rollback MODEL               put the previous production version back at once
     conveyor serve                        Open Inference Protocol v2 server for production versions
+    conveyor deploy MODEL VERSION         canary / shadow / blue-green rollout, analysed
+    conveyor rollout status|pause|abort   watch and control a rollout
     conveyor audit verify                 check the tamper-evident audit trail
     conveyor demo                         the whole path, end to end, on the bundled example
     """

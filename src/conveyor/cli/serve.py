@@ -19,6 +19,12 @@ __all__ = ["serve"]
     help="Seconds between checks for a new production version (default 1).",
 )
 @click.option("--model", "models", multiple=True, help="Serve only this model (repeatable).")
+@click.option(
+    "--version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Serve this version of the one --model (any stage) instead of its production version.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -26,6 +32,7 @@ def serve(
     port: int | None,
     poll_interval: float | None,
     models: tuple[str, ...],
+    version: int | None,
 ) -> None:
     """Serve the production version of each model; switches version on promote or rollback
     without a restart."""
@@ -43,4 +50,4 @@ def serve(
         {"host": host, "port": port, "poll_interval": poll_interval, "models": list(models) or None}
     )
     with open_from_context(ctx) as project:
-        run_server(project.config)
+        run_server(project.config, version=version)

@@ -1,0 +1,152 @@
+"""Deploy workflows: start a rollout with the project's policy, drive it, control it by hand.
+
+The controller (:mod:`conveyor.deploy.controller`) is stateless and knows nothing of projects;
+here it gets the project's ``rollout:`` analysis settings and, for the final step, the project's
+gated promotion to production (the same gates as ``conveyor promote``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conveyor.deploy import AnalysisSettings, Incident, Rollout, TickOutcome
+    from conveyor.project._context import Project
+
+__all__ = [
+    "abort_rollout",
+    "analysis_settings",
+    "drive",
+    "pause_rollout",
+    "resume_rollout",
+    "rollout_status",
+    "start_deploy",
+    "tick_rollout",
+]
+
+#: Outcomes after which a rollout is over.
+FINAL = ("succeeded", "failed", "idle")
+
+
+def analysis_settings(project: Project) -> AnalysisSettings:
+    """The ``rollout:`` block of the project's policy, checked (defaults when there is none).
+
+    Raises:
+        ConfigError: a bad key or value, named with its file and line.
+    """
+    from conveyor.deploy import AnalysisSettings
+    from conveyor.registry import load_policy
+
+    policy = load_policy(project.config.policies)
+    where = policy.rollout_source or str(project.config.policies or "policies.yaml")
+    return AnalysisSettings.from_mapping(policy.rollout or {}, f"{where} (rollout)")
+
+
+def start_deploy(
+    project: Project,
+    *,
+    model: str,
+    version: int,
+    strategy: str,
+    canary: str | None,
+    shadow_sample: float,
+    actor: str,
+    reason: str = "",
+) -> tuple[Rollout, Rollout | None]:
+    """Start a rollout of ``version``; (it, the rollout it superseded if any).
+
+    Raises:
+        UsageError: a bad plan. ConfigError: a bad ``rollout:`` block.
+        NotFoundError / ConflictError: as :func:`conveyor.deploy.start_rollout`.
+    """
+    from conveyor.deploy import parse_steps, start_rollout
+
+    steps = parse_steps(strategy, canary)
+    settings = analysis_settings(project)
+    return start_rollout(
+        project.metadata,
+        model=model,
+        version=version,
+        strategy=strategy,
+        steps=steps,
+        settings=settings,
+        actor=actor,
+        shadow_sample=shadow_sample,
+        reason=reason,
+    )
+
+
+def tick_rollout(project: Project, *, model: str, actor: str) -> TickOutcome:
+    """One controller step for ``model``'s rollout (see :func:`conveyor.deploy.tick`)."""
+    from conveyor.deploy import tick
+    from conveyor.project._gates import promote
+
+    def promote_candidate(rollout: Rollout) -> None:
+        promote(
+            project,
+            model=rollout.model,
+            version=rollout.candidate_version,
+            to="production",
+            actor=actor,
+            reason=f"rollout {rollout.id} passed its analysis",
+        )
+
+    return tick(project.metadata, model, promote=promote_candidate, actor=actor)
+
+
+def drive(
+    project: Project,
+    *,
+    model: str,
+    actor: str,
+    every: float = 1.0,
+    report: Callable[[TickOutcome], None] | None = None,
+    until: Callable[[], bool] | None = None,
+) -> TickOutcome:
+    """Tick ``model``'s rollout every ``every`` seconds until it ends; the final outcome.
+
+    Args:
+        report: Called with every outcome that is not ``waiting`` (to print progress).
+        until: Stop early (returning the last outcome) when this returns True.
+    """
+    while True:
+        outcome = tick_rollout(project, model=model, actor=actor)
+        if report is not None and outcome.action not in ("waiting", "raced"):
+            report(outcome)
+        if outcome.action in FINAL or (until is not None and until()):
+            return outcome
+        time.sleep(every)
+
+
+def pause_rollout(project: Project, *, model: str, actor: str, reason: str = "") -> Rollout:
+    from conveyor.deploy import pause
+
+    return pause(project.metadata, model, actor=actor, reason=reason)
+
+
+def resume_rollout(project: Project, *, model: str, actor: str, reason: str = "") -> Rollout:
+    from conveyor.deploy import resume
+
+    return resume(project.metadata, model, actor=actor, reason=reason)
+
+
+def abort_rollout(
+    project: Project, *, model: str, actor: str, reason: str = ""
+) -> tuple[Rollout, Incident]:
+    from conveyor.deploy import abort
+
+    return abort(project.metadata, model, actor=actor, reason=reason)
+
+
+def rollout_status(project: Project, *, model: str | None = None) -> list[Rollout]:
+    """The active rollouts (of ``model``), or its latest one when none is active."""
+    from conveyor.deploy import list_rollouts
+
+    with project.metadata.read() as conn:
+        active = list_rollouts(conn, model=model, active_only=True)
+        if active or model is None:
+            return active
+        return list_rollouts(conn, model=model, limit=1)
