@@ -7,19 +7,14 @@ variables; this process registers and promotes versions in the same stores, as a
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from tests.integration._processes import Server, start_server
 from tests.unit.server._support import MODEL, infer_body, promote, register, rollback, rows
-
-from conveyor.core import env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,24 +23,7 @@ if TYPE_CHECKING:
     from conveyor.store.artifacts import LocalArtifactStore
     from conveyor.store.metadata import MetadataStore
 
-START_DEADLINE_S = 60.0
 SWAP_DEADLINE_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Server:
-    def __init__(self, proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-        self.proc = proc
-        self.base_url = base_url
-        self.log = log
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -60,65 +38,21 @@ def versions(metadata_store: MetadataStore, artifact_store: LocalArtifactStore) 
 @pytest.fixture
 def server(
     tmp_path: Path, store_url: str, artifact_store: LocalArtifactStore, versions: tuple[int, int]
-) -> Iterator[_Server]:
-    port = _free_port()
-    variables = {
-        env.CONVEYOR_STORE: store_url,
-        env.CONVEYOR_ARTIFACTS: str(artifact_store.root),
-        env.CONVEYOR_HOST: "127.0.0.1",
-        env.CONVEYOR_PORT: str(port),
-        env.CONVEYOR_POLL_INTERVAL: "0.1",
-        env.CONVEYOR_LOG_LEVEL: "INFO",
-    }
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in (env.CONVEYOR_CONFIG, env.CONVEYOR_PROJECT_DIR)
-    }
-    log = tmp_path / "server.log"
-    project = tmp_path / "project"
-    project.mkdir()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.server", str(project)],
-            env={**environ, **variables},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = _Server(proc, f"http://127.0.0.1:{port}", log)
+) -> Iterator[Server]:
+    server = start_server(tmp_path, store_url=store_url, artifacts=artifact_store.root)
     try:
         yield server
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_ready(server: _Server, client: httpx.Client) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"server exited with {server.proc.returncode}:\n{server.log_text()}")
-        try:
-            if client.get("/v2/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"server not ready within {START_DEADLINE_S} s:\n{server.log_text()}")
+        server.stop()
 
 
 def test_real_server_swaps_versions_under_load_and_stops_cleanly(
-    server: _Server, metadata_store: MetadataStore, versions: tuple[int, int]
+    server: Server, metadata_store: MetadataStore, versions: tuple[int, int]
 ) -> None:
     v1, v2 = versions
 
     with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
-        _wait_ready(server, client)
+        server.wait_ready(client)
         assert client.get("/v2").json()["name"] == "conveyor"
         answer = client.post(f"/v2/models/{MODEL}/infer", json=infer_body(rows(3))).json()
         assert answer["model_version"] == str(v1)
