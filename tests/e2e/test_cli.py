@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -185,6 +186,13 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "waiting for 1 more approval" in out  # production waits for a review
     assert "demo-reviewer approved" in out
     assert "FAIL" in out  # the drifted model was stopped by a gate
-    assert "rolled back from v" in out
+    # The tuned model went out as a canary under live traffic, analysed, then promoted.
+    assert "--canary 25,100" in out
+    assert "analysis: pass on" in out
+    assert re.search(
+        r"promoted: \d+ requests during the rollout, [1-9]\d* answered by the canary, 0 failed", out
+    )
+    assert "demo-reviewer approved v3 for production" in out
+    assert "rolled back from v3 to v1" in out
     assert "exactly v1's predictions" in out
     assert "every hash link intact" in out

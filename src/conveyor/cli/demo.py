@@ -2,8 +2,9 @@
 
 It works in a fresh folder, as a user would: generate data, run the pipeline (twice: the second
 run is all cached), promote v1, serve it and send real requests, retrain on a drifted month and
-watch the gate stop it, tune the January model and promote it, then roll back and prove the server
-answers with v1's exact predictions again, and verify the audit trail.
+watch the gate stop it, tune the January model and roll it out as a canary under live traffic
+(analysed against v1, reviewed, promoted), then roll back and prove the server answers with v1's
+exact predictions again, and verify the audit trail.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,7 +154,12 @@ class _Story:
             self._set_param("data_path", "data/2026-01.csv")
             self._set_param("learning_rate", 0.05)
             v3 = self._run(project)
-            self._promote(project, v3, expect_pass=True)
+            self._promote(project, v3, expect_pass=True, stages=("candidate",))
+            self.title(
+                f"Canary v{v3} under live traffic: 25% of requests, analysed against v{v1}, "
+                "then production"
+            )
+            self._canary(project, client, v3)
             third = self._infer(client, rows, expect_version=v3)
             self.say(
                 f"the server switched to v{v3} without a restart: {third['model_version']} answered"
@@ -231,11 +238,18 @@ class _Story:
         )
         return v.version
 
-    def _promote(self, project: Project, version: int, *, expect_pass: bool) -> None:
+    def _promote(
+        self,
+        project: Project,
+        version: int,
+        *,
+        expect_pass: bool,
+        stages: tuple[str, ...] = ("candidate", "production"),
+    ) -> None:
         """Promote ``version`` to candidate, then to production (no stage is skipped); the
         first gate that fails ends the attempt, and the version stays where it is."""
 
-        for stage in ("candidate", "production"):
+        for stage in stages:
             try:
                 result = self._promote_reviewed(project, version, stage)
             except CheckFailedError as exc:
@@ -264,6 +278,62 @@ class _Story:
             )
         if not expect_pass:
             raise InfrastructureError(f"v{version} passed gates the demo expected it to fail")
+
+    def _canary(self, project: Project, client: httpx.Client, version: int) -> None:
+        """Roll ``version`` out with ``conveyor deploy``'s controller while clients send
+        requests; the production review is given when the rollout waits for it."""
+        from conveyor.project import review
+        from conveyor.project._deploy import drive, start_deploy
+
+        started, _ = start_deploy(
+            project,
+            model=_MODEL,
+            version=version,
+            strategy="canary",
+            canary="25,100",
+            shadow_sample=1.0,
+            actor="demo-deployer",
+            reason="demo",
+        )
+        self.say(
+            f"`conveyor deploy {_MODEL} {version} --canary 25,100`: rollout {started.id}, "
+            f"analysis every {started.settings['interval_s']:g} s, at least "
+            f"{started.settings['min_requests']} requests per version"
+        )
+
+        def report(outcome: Any) -> None:
+            analysis = outcome.analysis
+            if analysis is not None and outcome.action in ("analysed", "awaiting-approval"):
+                checks = ", ".join(
+                    f"{c['name']} {c['verdict']}" for c in analysis.get("checks", [])
+                )
+                self.say(
+                    f"analysis: {analysis['verdict']} on {analysis['candidate_requests']} canary "
+                    f"/ {analysis['stable_requests']} stable requests ({checks})"
+                )
+            if outcome.action == "awaiting-approval":
+                review(
+                    project,
+                    model=_MODEL,
+                    version=version,
+                    stage="production",
+                    decision="approve",
+                    actor="demo-reviewer",
+                    comment="canary analysis reviewed",
+                )
+                self.say(f"demo-reviewer approved v{version} for production (the author could not)")
+
+        with _Traffic(client, self._eval_rows(500), self.client_meta) as traffic:
+            final = drive(project, model=_MODEL, actor="demo-deployer", every=0.2, report=report)
+        if final.action != "succeeded":
+            raise InfrastructureError(f"the demo's canary did not succeed: {final.message}")
+        self.say(
+            f"[bold green]promoted[/bold green]: {traffic.sent} requests during the rollout, "
+            f"{traffic.by_version.get(str(version), 0)} answered by the canary, "
+            f"{traffic.failed} failed"
+        )
+        if traffic.failed:
+            raise InfrastructureError(f"{traffic.failed} requests failed during the canary")
 
     def _promote_reviewed(self, project: Project, version: int, stage: str) -> Any:
         """Promote; when the gate waits for a review, a reviewer (not the author) approves it
@@ -375,6 +445,71 @@ class _Story:
         for customer, p in zip(rows["customer_id"], proba, strict=False):
             self.say(f"customer {customer}: churn probability {float(p):.3f}")
         self.say(f"answered by {answer['model_name']} v{answer['model_version']}")
+
+
+class _Traffic:
+    """Clients sending requests (one row each, with a routing key) until the block ends."""
+
+    def __init__(self, client: httpx.Client, rows: pd.DataFrame, meta: Any) -> None:
+        self._base = str(client.base_url)
+        self._bodies = [
+            {
+                "inputs": [
+                    {
+                        "name": spec["name"],
+                        "datatype": spec["datatype"],
+                        "shape": [1],
+                        "data": [row[spec["name"]]],
+                    }
+                    for spec in meta["inputs"]
+                ]
+            }
+            for row in rows.to_dict("records")
+        ]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.sent = 0
+        self.failed = 0
+        self.by_version: dict[str, int] = {}
+
+    def __enter__(self) -> _Traffic:
+        for index in range(4):
+            thread = threading.Thread(target=self._send, args=(index,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _send(self, index: int) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self._base, timeout=10.0) as client:
+            count = 0
+            while not self._stop.is_set():
+                count += 1
+                body = self._bodies[(index * 7919 + count) % len(self._bodies)]
+                key = f"customer-{(index * 7919 + count) % 5000}"
+                try:
+                    response = client.post(
+                        f"/v2/models/{_MODEL}/infer",
+                        json=body,
+                        headers={"x-conveyor-routing-key": key},
+                    )
+                    ok = response.status_code == 200
+                    version = response.headers.get("x-conveyor-model-version", "?")
+                except httpx.HTTPError:
+                    ok, version = False, "?"
+                with self._lock:
+                    self.sent += 1
+                    if ok:
+                        self.by_version[version] = self.by_version.get(version, 0) + 1
+                    else:
+                        self.failed += 1
 
 
 def _reload(project: Project) -> Any:
