@@ -315,3 +315,34 @@ def read_windows_of(store: MetadataStore) -> dict[tuple[int, str], list[dict[str
 
     with store.read() as conn:
         return read_windows(conn, MODEL, since=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+
+
+def test_a_store_outage_keeps_the_last_routing(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from conveyor.core.errors import InfrastructureError
+    from conveyor.server import repository
+
+    v2 = _candidate(stores)
+    _route(stores.metadata, canary_version=v2, canary_weight=50)
+    real = repository.read_routing
+    down = threading.Event()
+    polls = threading.Semaphore(0)
+
+    def read_routing(store: Any) -> Any:
+        if down.is_set():
+            polls.release()
+            raise InfrastructureError("metadata store is unavailable: connection refused")
+        return real(store)
+
+    monkeypatch.setattr(repository, "read_routing", read_routing)
+    with TestClient(create_app(stores.metadata, stores.artifacts, poll_interval=POLL)) as client:
+        before = {key: _version_of(client, key) for key in KEYS[:40]}
+        down.set()
+        for _ in range(3):  # three polls failed while requests go on
+            assert polls.acquire(timeout=15)
+        assert {key: _version_of(client, key) for key in KEYS[:40]} == before
+        assert client.get("/v2/health/ready").status_code == 200
+    assert set(before.values()) == {stores.v1, v2}
