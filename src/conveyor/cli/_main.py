@@ -28,10 +28,12 @@ __all__ = ["cli", "main"]
 _COMMANDS: dict[str, tuple[str, str]] = {
     "approve": ("conveyor.cli.review", "approve"),
     "audit": ("conveyor.cli.audit", "audit"),
+    "changelog": ("conveyor.cli.lineage", "changelog"),
     "data": ("conveyor.cli.data", "data"),
     "demo": ("conveyor.cli.demo", "demo"),
     "deploy": ("conveyor.cli.deploy", "deploy"),
     "evaluate": ("conveyor.cli.evaluate", "evaluate"),
+    "lineage": ("conveyor.cli.lineage", "lineage"),
     "model": ("conveyor.cli.model", "model"),
     "promote": ("conveyor.cli.model", "promote"),
     "reject": ("conveyor.cli.review", "reject"),
@@ -86,6 +88,8 @@ def cli(
     conveyor serve                        Open Inference Protocol v2 server for production versions
     conveyor deploy MODEL VERSION         canary / shadow / blue-green rollout, analysed
     conveyor rollout status|pause|abort   watch and control a rollout
+    conveyor lineage upstream|downstream  where a model, dataset or run came from / went
+    conveyor changelog MODEL              the model's history, generated from the store
     conveyor audit verify                 check the tamper-evident audit trail
     conveyor demo                         the whole path, end to end, on the bundled example
     """

@@ -3,7 +3,8 @@
 Records are kept in memory and written in one transaction per executed step, plus one at the
 end; a run where every step is cached therefore costs one write transaction. Each record is one
 ``run`` row with its ``run_input``/``run_output`` edges, the ``artifact`` row of a new output,
-and one audit event, all in the same transaction.
+its lineage edges (executed runs only: a cache hit makes nothing new) and one audit event, all
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from conveyor.store.metadata import insert_ignore
+from conveyor.store.metadata.lineage import add_edges, node
 from conveyor.store.metadata.schema import artifact, run, run_input, run_output
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Iterator
 
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
@@ -170,6 +173,7 @@ class Recorder:
                     if r.new_artifact is not None and r.output_digest is not None
                 ],
             )
+            add_edges(tx.conn, _lineage(records), tx.at)
             for r in records:
                 tx.audit(
                     "run.step_completed" if r.succeeded else "run.step_failed",
@@ -208,3 +212,15 @@ class Recorder:
         if r.error is not None:
             payload["error"] = r.error.splitlines()[0]
         return payload
+
+
+def _lineage(records: list[StepRecord]) -> Iterator[tuple[str, str, str]]:
+    """The lineage edges of executed runs: what each read, and what it produced."""
+    for r in records:
+        if r.cache_hit:
+            continue
+        run_node = node("run", r.run_id)
+        for _name, kind, ref in r.inputs:
+            yield node("dataset" if kind == "file" else kind, ref), run_node, "input"
+        if r.output_digest is not None and r.succeeded:
+            yield run_node, node("artifact", r.output_digest), "output"

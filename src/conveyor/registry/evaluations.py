@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from conveyor.registry._rows import fetch_version
+from conveyor.store.metadata.lineage import add_edges, model_node, node
 from conveyor.store.metadata.schema import evaluation
 
 if TYPE_CHECKING:
@@ -139,6 +140,15 @@ def record_evaluation(
             )
             .returning(evaluation.c.id)
         ).scalar_one()
+        evaluated = node("evaluation", int(new_id))
+        add_edges(
+            tx.conn,
+            [
+                (model_node(model, version), evaluated, "evaluated"),
+                (node("dataset", dataset_version), evaluated, "evaluated_on"),
+            ],
+            tx.at,
+        )
         tx.audit(
             "model.evaluated",
             f"model:{model}/{version}",

@@ -13,6 +13,7 @@ from conveyor.core.errors import ConflictError, NotFoundError, ValidationError
 from conveyor.core.names import validate_name
 from conveyor.registry._rows import add_stage, fetch_version
 from conveyor.registry.records import ModelVersion
+from conveyor.store.metadata.lineage import add_edges, model_node, node
 from conveyor.store.metadata.schema import model as model_table
 from conveyor.store.metadata.schema import model_version, run
 
@@ -146,6 +147,11 @@ def _insert_version(
         reason="registered",
         at=tx.at,
     )
+    target = model_node(model, version)
+    edges = [(node("artifact", artifact_digest), target, "bundle")]
+    if run_id is not None:
+        edges.append((node("run", run_id), target, "trained"))
+    add_edges(tx.conn, edges, tx.at)
     tx.audit(
         "model.version_registered",
         f"model:{model}/{version}",

@@ -30,6 +30,7 @@ __all__ = [
     "feature_definition",
     "gate_result",
     "incident",
+    "lineage_edge",
     "metadata",
     "metric",
     "model",
@@ -328,6 +329,19 @@ deployment = sa.Table(
     sa.Column("actor", sa.String(128)),
     sa.Column("reason", sa.Text),
     sa.Column("ended_at", UTCDateTime()),
+)
+
+# The lineage graph: one row per edge "src was used to make dst" (src -> dst), nodes named as
+# ``kind:ref`` by conveyor.store.metadata.lineage. Written in the same transaction as the facts
+# (run inputs and outputs, registrations, evaluations); queried with recursive SQL both ways.
+lineage_edge = sa.Table(
+    "lineage_edge",
+    metadata,
+    sa.Column("src", sa.String(600), primary_key=True),
+    sa.Column("dst", sa.String(600), primary_key=True),
+    sa.Column("relation", sa.String(32), primary_key=True),
+    _at(),
+    sa.Index("ix_lineage_edge_dst_src", "dst", "src"),
 )
 
 routing = sa.Table(
