@@ -35,6 +35,7 @@ __all__ = [
     "metric",
     "model",
     "model_version",
+    "pipeline_run",
     "principal",
     "routing",
     "run",
@@ -163,6 +164,29 @@ run = sa.Table(
     sa.Column("metrics", JSON),
     sa.Index("ix_run_pipeline_started_at", "pipeline", "started_at"),
     sa.Index("ix_run_started_at", "started_at"),
+)
+
+
+# One row per pipeline run (its step runs share ``run.pipeline_run_id``): what a rebuild needs
+# beyond the steps' own rows. Added by 0006.
+pipeline_run = sa.Table(
+    "pipeline_run",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("pipeline", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params", JSON, nullable=False),
+    sa.Column("seed", sa.BigInteger),
+    # The source tree: git commit and whether the working tree had uncommitted changes (None
+    # outside a git repository), and an artifact holding a snapshot of the project's code.
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("git_dirty", sa.Boolean),
+    sa.Column("code_snapshot", sa.String(80)),
+    # The artifact holding the environment document (Python, platform, distributions).
+    sa.Column("environment", sa.String(80)),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime()),
+    sa.Index("ix_pipeline_run_pipeline_started_at", "pipeline", "started_at"),
 )
 
 
