@@ -20,6 +20,12 @@ keep-alive, the same load generator for every side) and stops the server. The lo
 shares the machine's 2 cores with the server; it reports its own CPU use (``client_cpu``, a
 fraction of one core) so that a run where it, not the server, was the limit shows.
 
+Server overhead (5e-5i, Conveyor's own server only): after the c=16 load the driver loads the
+same server at concurrency 1 for a few seconds (5e: its p50), stops it, then runs
+``sides/conveyor_inprocess_predict.py`` under Conveyor's venv: the same row as a one-row
+DataFrame through ``load_bundle(...).predict`` (5f, every output, as the server computes them)
+and plain ``estimator.predict_proba`` (5g), one call at a time; 5h = 5e - 5f, 5i = 5e / 5f.
+
 BENCH_CONVEYOR_SERVE_URL (the POST endpoint), BENCH_CONVEYOR_SERVE_BODY (a file with one request
 body) and optionally BENCH_CONVEYOR_SERVE_READY (a URL that answers 2xx once the model is
 loaded) measure an already running server as the Conveyor side instead.
@@ -47,6 +53,7 @@ def build(ctx: Context) -> list[Benchmark]:
     work = ctx.work("row5")
     model = work / "model"
     duration, warm = (5, 1) if ctx.quick else (20, 2)
+    c1_duration, inproc_calls = (2, 1000) if ctx.quick else (5, 3000)
     load = ["--concurrency", "16", "--duration", str(duration), "--warmup", str(warm)]
     driver = [HARNESS_PYTHON, str(SIDES / "serve_and_load.py")]
 
@@ -96,6 +103,19 @@ def build(ctx: Context) -> list[Benchmark]:
                 "--log",
                 str(work / "conveyor.log"),
                 *load,
+                "--c1-duration",
+                str(c1_duration),
+                "--inproc",
+                json.dumps(
+                    [
+                        tool.python,
+                        str(SIDES / "conveyor_inprocess_predict.py"),
+                        str(model),
+                        str(project),
+                        "--calls",
+                        str(inproc_calls),
+                    ]
+                ),
                 "--",
                 tool.python,
                 "-m",
@@ -191,8 +211,31 @@ def build(ctx: Context) -> list[Benchmark]:
         "the same fitted model in every server; Conveyor answers with `predict` and "
         "`predict_proba` (its signature's outputs), the anchors with `predict` only.",
     ]
+    if not external:
+        notes.append(
+            f"5e-5i, server overhead: after the c=16 load, {c1_duration} s of load at "
+            "concurrency 1 on the same server (5e: its p50); once the server is stopped, "
+            "the same row as a one-row DataFrame, predicted in a separate process under "
+            "Conveyor's venv, one call at a time (median of "
+            f"{inproc_calls} calls after 200 untimed): 5f `load_bundle(...).predict` with "
+            "every output (`predict` and `predict_proba`, the server's work for this request), "
+            "5g plain scikit-learn `estimator.predict_proba`; 5h = 5e - 5f, 5i = 5e / 5f. "
+            "The side checks that the bundle's estimator has the anchors' coefficients and "
+            "that its row is the anchors' row."
+        )
     if ctx.quick:
         notes.append(f"quick mode: {duration} s of load instead of 20 s, one round.")
+    overhead = [
+        ("5e", "one request at c=1: p50 latency over HTTP", Metric("c1_p50_s", "s")),
+        ("5f", "one in-process `load_bundle(...).predict` call", Metric("inproc_predict_s", "s")),
+        (
+            "5g",
+            "one in-process scikit-learn `predict_proba` call",
+            Metric("inproc_sklearn_proba_s", "s"),
+        ),
+        ("5h", "server overhead over in-process predict (5e - 5f)", Metric("overhead_s", "s")),
+        ("5i", "server overhead as a ratio (5e / 5f)", Metric("overhead_x", "x")),
+    ]
     return [
         Benchmark(
             id="5",
@@ -218,6 +261,10 @@ def build(ctx: Context) -> list[Benchmark]:
                     "conveyor",
                     "mlflow models serve",
                     lower,
+                ),
+                *(
+                    Comparison(row, work_, metric, "conveyor", "no anchor")
+                    for row, work_, metric in ([] if external else overhead)
                 ),
             ],
             warmup=0,

@@ -91,18 +91,18 @@ def make(model_dir: Path, project: Path) -> None:
             )
     finally:
         metadata.close()
-    print(
-        json.dumps(
-            {
-                "CONVEYOR_STORE": store_url,
-                "CONVEYOR_ARTIFACTS": str(artifacts_dir),
-                "CONVEYOR_PROJECT_DIR": str(project),
-                "model": MODEL,
-                "version": version.version,
-                "digest": bundle.digest,
-            }
-        )
+    info = json.dumps(
+        {
+            "CONVEYOR_STORE": store_url,
+            "CONVEYOR_ARTIFACTS": str(artifacts_dir),
+            "CONVEYOR_PROJECT_DIR": str(project),
+            "model": MODEL,
+            "version": version.version,
+            "digest": bundle.digest,
+        }
     )
+    (project / "bench.json").write_text(info + "\n")  # for conveyor_inprocess_predict.py
+    print(info)
 
 
 def main() -> None:

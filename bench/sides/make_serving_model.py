@@ -14,6 +14,7 @@ features. Conveyor's side (``conveyor_serving_project.py``) packages this very m
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,14 +51,17 @@ def main() -> None:
         )
     )
 
+    # Saved afresh next to model.joblib every time, so that the two copies are always the same
+    # fitted estimator (MLflow refuses to save into an existing folder).
     mf = out / "mlflow-model"
-    if not mf.exists():
-        mlflow.sklearn.save_model(
-            model,
-            str(mf),
-            signature=infer_signature(frame, model.predict(frame)),
-            pip_requirements=["scikit-learn", "pandas"],
-        )
+    if mf.exists():
+        shutil.rmtree(mf)
+    mlflow.sklearn.save_model(
+        model,
+        str(mf),
+        signature=infer_signature(frame, model.predict(frame)),
+        pip_requirements=["scikit-learn", "pandas"],
+    )
 
     row = [round(float(v), 6) for v in x[0]]
     (out / "body-mlserver.json").write_text(

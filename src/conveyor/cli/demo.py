@@ -285,7 +285,7 @@ class _Story:
         from conveyor.project import review
         from conveyor.project._deploy import drive, start_deploy
 
-        started, _ = start_deploy(
+        started, _, _ = start_deploy(
             project,
             model=_MODEL,
             version=version,

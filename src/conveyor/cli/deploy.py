@@ -52,7 +52,7 @@ __all__ = ["deploy", "rollout"]
 @click.option("--detach", is_flag=True, help="Start the rollout and return; do not drive it.")
 @click.option(
     "--every",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
     help="Seconds between two controller ticks while driving.",
@@ -111,7 +111,7 @@ def deploy(
 
     actor = current_user()
     with open_from_context(ctx) as project:
-        started, superseded = start_deploy(
+        started, superseded, attached = start_deploy(
             project,
             model=name,
             version=version,
@@ -122,15 +122,21 @@ def deploy(
             reason=reason,
         )
         if not as_json:
-            if superseded is not None:
+            if attached:
+                console().print(
+                    f"rollout {started.id} of {name} v{version} is already in progress "
+                    f"({started.phase}); driving it"
+                )
+            elif superseded is not None:
                 console().print(
                     f"the rollout of v{superseded.candidate_version} is superseded; its "
                     "analysis starts again for the new version"
                 )
-            console().print(
-                f"rollout {started.id}: {name} v{version} against production "
-                f"v{started.stable_version}, steps {_plan(started)}"
-            )
+            if not attached:
+                console().print(
+                    f"rollout {started.id}: {name} v{version} against production "
+                    f"v{started.stable_version}, steps {_plan(started)}"
+                )
         if detach:
             if as_json:
                 click.echo(json.dumps(started.to_json(), indent=2))
@@ -336,7 +342,13 @@ def abort(ctx: click.Context, name: str, reason: str) -> None:
 
 @rollout.command()
 @click.argument("name")
-@click.option("--every", type=float, default=1.0, show_default=True, help="Seconds per tick.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds per tick.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final outcome as JSON.")
 @click.pass_context
 def run(ctx: click.Context, name: str, every: float, as_json: bool) -> None:

@@ -304,6 +304,13 @@ def _set_phase(
     return changed
 
 
+def _reread(tx: Any, rollout: Rollout) -> Rollout:
+    """``rollout`` as the transaction has just written it."""
+    changed = state.get_rollout(tx.conn, rollout.id)
+    assert changed is not None
+    return changed
+
+
 def _raced(rollout: Rollout) -> ConflictError:
     return ConflictError(
         f"the rollout of '{rollout.model}' changed while this command ran",
@@ -344,15 +351,22 @@ def _evidence(rollout: Rollout, analysis: dict[str, Any] | None = None) -> dict[
 
 
 def _stop(
-    tx: Any, rollout: Rollout, phase: str, why: str, evidence: dict[str, Any]
+    tx: Any,
+    rollout: Rollout,
+    phase: str,
+    why: str,
+    evidence: dict[str, Any],
+    analyses: tuple[dict[str, Any], ...] | None = None,
 ) -> Incident | None:
-    """End ``rollout`` in ``phase``: routing back to stable, an incident, an audit event.
+    """End ``rollout`` in ``phase``: routing back to stable, an incident, an audit event; the
+    analysis that decided it joins the rollout's analyses.
 
     None when the rollout changed meanwhile (nothing written).
     """
-    if not state.update_rollout(
-        tx.conn, rollout, phase=phase, ended_at=tx.at, updated_at=tx.at, reason=why
-    ):
+    values: dict[str, Any] = {"phase": phase, "ended_at": tx.at, "updated_at": tx.at, "reason": why}
+    if analyses is not None:
+        values["analyses"] = analyses
+    if not state.update_rollout(tx.conn, rollout, **values):
         return None
     state.write_routing(tx.conn, model=rollout.model, at=tx.at)
     title = f"rollout of {rollout.model} v{rollout.candidate_version} {phase}: {why}"
@@ -370,8 +384,14 @@ def _stop(
             "incident": incident.id,
         },
     )
-    logger.warning(
-        "rollout %s", phase, extra={"model": rollout.model, "rollout": rollout.id, "why": why}
+    # Info, not warning: the command or server that acted reports it to its user already.
+    logger.info(
+        "rollout %d of %s v%d %s: %s",
+        rollout.id,
+        rollout.model,
+        rollout.candidate_version,
+        phase,
+        why,
     )
     return incident
 
@@ -477,10 +497,12 @@ def _decide(  # noqa: PLR0911 (one return per outcome of the decision)
             why = decision.reason
             if analysis["verdict"] == "fail":
                 why += "; " + _failed_checks(analysis)
-            incident = _stop(tx, rollout, "failed", why, _evidence(rollout, analysis))
+            incident = _stop(
+                tx, rollout, "failed", why, _evidence(rollout, analysis), analyses=analyses
+            )
             if incident is None:
                 return TickOutcome("raced", rollout)
-            return TickOutcome("failed", rollout, why, analysis, incident)
+            return TickOutcome("failed", _reread(tx, rollout), why, analysis, incident)
         if decision.action == "wait":
             if not state.update_rollout(
                 tx.conn,
@@ -576,9 +598,10 @@ def _promote(
         with store.write(actor) as tx:
             evidence = {**_evidence(rollout, analysis), "promotion_error": exc.message}
             incident = _stop(tx, rollout, "failed", why, evidence)
+            ended = _reread(tx, rollout)
         if incident is None:
             return TickOutcome("raced", rollout)
-        return TickOutcome("failed", rollout, why, analysis, incident)
+        return TickOutcome("failed", ended, why, analysis, incident)
     return _finish(store, rollout, actor, "promoted to production", analysis)
 
 
@@ -612,7 +635,7 @@ def _restart(store: MetadataStore, rollout: Rollout, stable: int | None, actor: 
             incident = _stop(tx, rollout, "failed", why, _evidence(rollout))
             if incident is None:
                 return TickOutcome("raced", rollout)
-            return TickOutcome("failed", rollout, why, None, incident)
+            return TickOutcome("failed", _reread(tx, rollout), why, None, incident)
         if not state.update_rollout(
             tx.conn,
             rollout,

@@ -55,18 +55,24 @@ def start_deploy(
     shadow_sample: float,
     actor: str,
     reason: str = "",
-) -> tuple[Rollout, Rollout | None]:
-    """Start a rollout of ``version``; (it, the rollout it superseded if any).
+) -> tuple[Rollout, Rollout | None, bool]:
+    """Start a rollout of ``version``; (it, the rollout it superseded if any, whether it was
+    already in progress: deploying the version of the active rollout again attaches to it,
+    e.g. after Ctrl-C stopped the command that drove it).
 
     Raises:
         UsageError: a bad plan. ConfigError: a bad ``rollout:`` block.
         NotFoundError / ConflictError: as :func:`conveyor.deploy.start_rollout`.
     """
-    from conveyor.deploy import parse_steps, start_rollout
+    from conveyor.deploy import active_rollout, parse_steps, start_rollout
 
     steps = parse_steps(strategy, canary)
     settings = analysis_settings(project)
-    return start_rollout(
+    with project.metadata.read() as conn:
+        active = active_rollout(conn, model)
+    if active is not None and active.candidate_version == version:
+        return active, None, True
+    started, superseded = start_rollout(
         project.metadata,
         model=model,
         version=version,
@@ -77,6 +83,7 @@ def start_deploy(
         shadow_sample=shadow_sample,
         reason=reason,
     )
+    return started, superseded, False
 
 
 def tick_rollout(project: Project, *, model: str, actor: str) -> TickOutcome:
