@@ -416,9 +416,17 @@ def models_using(store: MetadataStore, start: str) -> dict[str, list[str]]:
         _require(conn, start)
         reached = _walk(conn, start, down=True, depth=None)
         e = lineage_edge
-        evaluations = [n for n in reached if n.startswith("evaluation:")]
+        # Evaluations *on* the start or on data derived from it; not the evaluations of models
+        # trained on it (those hang off the model, by an "evaluated" edge).
+        evaluations: set[str] = set()
+        for chunk in _chunks(list(reached), 500):
+            evaluations.update(
+                conn.execute(
+                    sa.select(e.c.dst).where(e.c.src.in_(chunk), e.c.relation == "evaluated_on")
+                ).scalars()
+            )
         evaluated: set[str] = set()
-        for chunk in _chunks(evaluations, 500):
+        for chunk in _chunks(sorted(evaluations), 500):
             evaluated.update(
                 conn.execute(
                     sa.select(e.c.src).where(e.c.dst.in_(chunk), e.c.relation == "evaluated")

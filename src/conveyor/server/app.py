@@ -13,6 +13,7 @@ Routes (``[...]`` is optional; without a version the production version answers)
     GET  /ping, /health                                 MLflow's probe: 200 when ready, else 503
     GET  /metrics                                       Prometheus metrics (see ``metrics``)
     GET  /openapi.json                                  the OpenAPI document (see ``openapi``)
+    GET  /api/lineage/..., /api/models/{name}/changelog  lineage queries (see ``lineage_api``)
 
 A small request body is parsed and checked on the event loop (that is cheaper than a thread
 hop); a large one in a worker thread. ``predict`` always runs in a worker thread, for a batch of
@@ -36,6 +37,7 @@ from conveyor.core.errors import ConveyorError, NotFoundError, UsageError
 from conveyor.server.dispatch import SHADOW_THREADS, Dispatcher, feedback
 from conveyor.server.errors import EXCEPTION_HANDLERS, ModelNotReadyError, RequestTooLargeError
 from conveyor.server.invocations import decode_invocations
+from conveyor.server.lineage_api import lineage_routes
 from conveyor.server.metrics import CONTENT_TYPE, ServerMetrics
 from conveyor.server.openapi import openapi_document
 from conveyor.server.recorder import ServingRecorder
@@ -131,6 +133,7 @@ def create_app(
 
     app = Starlette(routes=_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.repository = repository
+    app.state.metadata = metadata
     app.state.metrics = metrics
     app.state.recorder = recorder
     app.state.dispatcher = dispatcher
@@ -206,6 +209,7 @@ def _routes() -> list[Route]:
         Route("/health", _ping, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         Route("/openapi.json", _openapi, methods=["GET"]),
+        *lineage_routes(),
     ]
 
 

@@ -67,11 +67,20 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _conveyor_error(_request: Request, exc: Exception) -> JSONResponse:
+#: Paths of the management API, whose errors take STYLE's shape ``{"error": {"code",
+#: "message"}}``; the inference routes keep the protocol's ``{"error": "..."}``.
+MANAGEMENT_PREFIX = "/api/"
+
+
+async def _conveyor_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ConveyorError)
     if exc.http_status >= 500:
         # Not a bug, but an operator wants to see it: the store or a bundle is unavailable.
         logger.warning("answering %d: %s", exc.http_status, exc)
+    if request.url.path.startswith(MANAGEMENT_PREFIX):
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": str(exc)}}, status_code=exc.http_status
+        )
     return error_response(exc.http_status, str(exc))
 
 
