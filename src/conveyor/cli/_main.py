@@ -28,6 +28,7 @@ __all__ = ["cli", "main"]
 _COMMANDS: dict[str, tuple[str, str]] = {
     "approve": ("conveyor.cli.review", "approve"),
     "audit": ("conveyor.cli.audit", "audit"),
+    "auth": ("conveyor.cli.auth", "auth"),
     "changelog": ("conveyor.cli.lineage", "changelog"),
     "data": ("conveyor.cli.data", "data"),
     "demo": ("conveyor.cli.demo", "demo"),
@@ -37,6 +38,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("conveyor.cli.model", "model"),
     "promote": ("conveyor.cli.model", "promote"),
     "reject": ("conveyor.cli.review", "reject"),
+    "reproduce": ("conveyor.cli.reproduce", "reproduce"),
     "rollback": ("conveyor.cli.model", "rollback"),
     "rollout": ("conveyor.cli.deploy", "rollout"),
     "run": ("conveyor.cli.run", "run"),
@@ -84,6 +86,7 @@ def cli(
     conveyor model list [MODEL]           models, versions and stages
     conveyor promote MODEL VERSION --to   promote through the gates of policies.yaml
     conveyor approve MODEL VERSION        review a version for a stage (never your own)
+    conveyor reproduce MODEL VERSION      rebuild a version from its records and compare
     conveyor rollback MODEL               put the previous production version back at once
     conveyor serve                        Open Inference Protocol v2 server for production versions
     conveyor deploy MODEL VERSION         canary / shadow / blue-green rollout, analysed
@@ -91,6 +94,7 @@ def cli(
     conveyor lineage upstream|downstream  where a model, dataset or run came from / went
     conveyor changelog MODEL              the model's history, generated from the store
     conveyor audit verify                 check the tamper-evident audit trail
+    conveyor auth init --admin NAME       turn access control on (users, roles, API tokens)
     conveyor demo                         the whole path, end to end, on the bundled example
     """
     ctx.ensure_object(dict)

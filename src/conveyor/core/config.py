@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +43,13 @@ class ModelSection(_Section):
     description: str = ""
 
 
+class ServeAuthSection(_Section):
+    """Who may call the inference routes: anyone (``open``, behind a gateway) or bearer
+    tokens with the ``predict`` permission (``token``). The management API always needs one."""
+
+    inference: Literal["open", "token"] = "open"
+
+
 class ServeSection(_Section):
     """Where ``conveyor serve`` listens and how often it looks for a new production version."""
 
@@ -50,6 +57,30 @@ class ServeSection(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     poll_interval: float = Field(default=1.0, gt=0, le=3600)
     models: list[str] | None = None
+    auth: ServeAuthSection = Field(default_factory=ServeAuthSection)
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="Host names answered; default: the loopback names on a loopback address, "
+        "any elsewhere",
+    )
+
+
+class OpenLineageSection(_Section):
+    """Where a pipeline run's OpenLineage events go (with ``conveyor[openlineage]``)."""
+
+    enabled: bool = True
+    namespace: str | None = Field(
+        default=None, description="the job namespace; default conveyor://<project>"
+    )
+    transport: dict[str, Any] | None = Field(
+        default=None,
+        description="an openlineage-python transport config, e.g. {type: http, url: ...}; "
+        "default: a file, .conveyor/openlineage/events.jsonl",
+    )
+
+
+class LineageSection(_Section):
+    openlineage: OpenLineageSection = Field(default_factory=OpenLineageSection)
 
 
 class Config(_Section):
@@ -64,6 +95,7 @@ class Config(_Section):
     model: ModelSection | None = None
     policies: Path | None = None
     serve: ServeSection = Field(default_factory=ServeSection)
+    lineage: LineageSection = Field(default_factory=LineageSection)
 
     @property
     def state_dir(self) -> Path:
@@ -81,6 +113,7 @@ class _FileSchema(_Section):
     model: ModelSection | None = None
     policies: str | None = None
     serve: ServeSection = Field(default_factory=ServeSection)
+    lineage: LineageSection = Field(default_factory=LineageSection)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

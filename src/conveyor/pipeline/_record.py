@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
 
-__all__ = ["CacheHit", "Recorder", "StepRecord"]
+__all__ = ["ENVIRONMENT_MEDIA_TYPE", "CacheHit", "PipelineRunRecord", "Recorder", "StepRecord"]
+
+ENVIRONMENT_MEDIA_TYPE = "application/vnd.conveyor.environment+json"
 
 # Several candidates, newest first: an older execution may still have its output stored.
 _CANDIDATES = 3
@@ -81,6 +83,24 @@ class StepRecord:
     # Set when this run stored a new output, whose artifact row must be written.
     new_artifact: tuple[int, str] | None = None  # (size, media type)
     error: str | None = None
+    #: The seed given to random, numpy and the frameworks before the step ran (executed only).
+    seed: int | None = None
+
+
+@dataclass
+class PipelineRunRecord:
+    """The ``pipeline_run`` row: what a rebuild needs beyond the step rows."""
+
+    params: dict[str, Any]
+    seed: int
+    git_commit: str | None
+    git_dirty: bool | None
+    #: (digest, size) of the code snapshot and of the environment document artifacts.
+    code_snapshot: tuple[str, int]
+    environment: tuple[str, int]
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    succeeded: bool = False
 
 
 class Recorder:
@@ -191,13 +211,58 @@ class Recorder:
             "params": r.params,
             "code_digest": r.code_digest,
             "env_digest": r.env_digest,
-            "seed": None,
+            "seed": r.seed,
             "cache_key": r.cache_key,
             "cache_hit": r.cache_hit,
             "error": r.error,
             "started_at": r.started_at,
             "ended_at": r.ended_at,
         }
+
+    def write_pipeline_run(self, p: PipelineRunRecord) -> None:
+        """Write the ``pipeline_run`` row and its two artifacts' rows, in one transaction.
+
+        Called once, when the run ends: its status is known then. The artifacts' bytes are
+        stored already (content-addressed, so an unchanged project adds no bytes).
+        """
+        from conveyor.pipeline._provenance import SNAPSHOT_MEDIA_TYPE
+        from conveyor.store.metadata.schema import pipeline_run
+
+        self.end_read()
+        with self._metadata.write(self._actor) as tx:
+            insert_ignore(
+                tx.conn,
+                artifact,
+                [
+                    {
+                        "digest": digest,
+                        "size": size,
+                        "media_type": media_type,
+                        "uri": self._artifacts.location(digest),
+                        "created_at": p.started_at,
+                    }
+                    for (digest, size), media_type in (
+                        (p.code_snapshot, SNAPSHOT_MEDIA_TYPE),
+                        (p.environment, ENVIRONMENT_MEDIA_TYPE),
+                    )
+                ],
+            )
+            tx.conn.execute(
+                pipeline_run.insert(),
+                {
+                    "id": self.pipeline_run_id,
+                    "pipeline": self._pipeline,
+                    "status": "succeeded" if p.succeeded else "failed",
+                    "params": p.params,
+                    "seed": p.seed,
+                    "git_commit": p.git_commit,
+                    "git_dirty": p.git_dirty,
+                    "code_snapshot": p.code_snapshot[0],
+                    "environment": p.environment[0],
+                    "started_at": p.started_at,
+                    "ended_at": p.ended_at,
+                },
+            )
 
     def _audit_payload(self, r: StepRecord) -> dict[str, Any]:
         payload: dict[str, Any] = {

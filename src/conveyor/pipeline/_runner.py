@@ -31,10 +31,12 @@ from conveyor.pipeline._filedigest import DigestCache, Stat, path_digest
 from conveyor.pipeline._locality import ProjectFiles
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable
 
     from conveyor.pipeline._pipeline import Pipeline
-    from conveyor.pipeline._record import Recorder, StepRecord
+    from conveyor.pipeline._provenance import GitProbe
+    from conveyor.pipeline._record import PipelineRunRecord, Recorder, StepRecord
     from conveyor.pipeline._step import Step
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
@@ -61,6 +63,8 @@ class StepEvent:
     status: Status
     duration_s: float
     cache_key: str
+    #: The step's full result, for hooks that need more than progress (lineage events).
+    result: StepResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,12 @@ class StepResult:
     run_id: str
     cache_key: str
     output_digest: str | None
+    #: How the output is encoded (see :mod:`conveyor.pipeline._codecs`), when there is one.
+    media_type: str | None = None
+    #: What the step read: ``("step", upstream step, output digest)`` and
+    #: ``("file", path as configured, content digest)``.
+    inputs: tuple[tuple[str, str, str], ...] = ()
+    code_digest: str = ""
 
 
 class _Output:
@@ -149,6 +159,7 @@ def run_pipeline(
     root: Path,
     force: bool = False,
     on_event: Callable[[StepEvent], None] | None = None,
+    pipeline_run_id: str | None = None,
 ) -> PipelineResult:
     """Run a pipeline: each step runs unless a previous run with its cache key is stored.
 
@@ -162,6 +173,8 @@ def run_pipeline(
             code under it is part of each step's code digest.
         force: Run every step, even those with a stored output for their cache key.
         on_event: Called with a :class:`StepEvent` as each step finishes.
+        pipeline_run_id: The id of this run (:func:`~conveyor.core.ids.new_id`), for a caller
+            that announces the run before it starts; a new one if not given.
 
     Returns:
         The steps' results, in the order they ran.
@@ -174,12 +187,13 @@ def run_pipeline(
     """
     from conveyor.pipeline._record import Recorder  # SQLAlchemy: only when a pipeline runs
 
+    started = utcnow()
     root = root.resolve()
     digests = DigestCache(root / STATE_DIR / _DIGEST_CACHE)
     digests.load()
     input_stats: dict[str, Stat] = {}
     plans = _plan(pipeline, params, root, input_stats)
-    pipeline_run_id = new_id()
+    pipeline_run_id = pipeline_run_id or new_id()
     runner = _Runner(
         pipeline=pipeline,
         recorder=Recorder(
@@ -194,12 +208,16 @@ def run_pipeline(
         force=force,
         on_event=on_event,
         env_digest=_env.env_digest(),
+        provenance=_Provenance(root, params, started),
     )
+    succeeded = False
     try:
         results = [runner.run(plan) for plan in plans]
+        succeeded = True
     finally:
         # Whatever happened, the steps that finished are recorded (and stay cached).
         runner.recorder.flush()
+        runner.provenance.write(runner.recorder, succeeded=succeeded)
         digests.save()
     return PipelineResult(
         pipeline.name, pipeline_run_id, results, runner.outputs, artifacts, input_stats
@@ -215,6 +233,7 @@ class _Runner:
     force: bool
     on_event: Callable[[StepEvent], None] | None
     env_digest: str
+    provenance: _Provenance
     outputs: dict[str, _Output] = field(default_factory=dict)
 
     def run(self, plan: _Plan) -> StepResult:
@@ -255,10 +274,12 @@ class _Runner:
             self.outputs[name] = _Output(hit.digest, hit.media_type)
             record.cache_hit = True
             record.output_digest = hit.digest
-            return self._finish(record, "cached", t0, produced_by=hit.run_id)
+            return self._finish(record, "cached", t0, plan, produced_by=hit.run_id)
 
         # No read transaction stays open while user code runs, for minutes perhaps.
         self.recorder.end_read()
+        self.provenance.capture(self.artifacts)
+        record.seed = self.provenance.seed_step(name)
         kwargs = dict(plan.call_args)
         for up in plan.upstream:
             kwargs[up] = self.outputs[up].get(self.artifacts)
@@ -270,7 +291,7 @@ class _Runner:
             trace = _user_traceback(exc)
             record.succeeded = False
             record.error = f"{summary}\n\n{trace}"
-            self._finish(record, "failed", t0)
+            self._finish(record, "failed", t0, plan)
             raise StepError(
                 f"step '{name}' failed: {summary}",
                 hint="fix the step and run again; the steps that finished stay cached",
@@ -288,19 +309,25 @@ class _Runner:
         except ValidationError as exc:
             record.succeeded = False
             record.error = str(exc)
-            self._finish(record, "failed", t0)
+            self._finish(record, "failed", t0, plan)
             raise
         ref = self.artifacts.put_bytes(data)
         self.outputs[name] = _Output(ref.digest, media_type, value, loaded=True)
         record.output_digest = ref.digest
         record.new_artifact = (ref.size, media_type)
-        result = self._finish(record, "ran", t0)
+        result = self._finish(record, "ran", t0, plan)
         # Written now, so that a crash later in the run does not lose this (maybe long) work.
         self.recorder.flush()
         return result
 
     def _finish(
-        self, record: StepRecord, status: Status, t0: float, *, produced_by: str | None = None
+        self,
+        record: StepRecord,
+        status: Status,
+        t0: float,
+        plan: _Plan,
+        *,
+        produced_by: str | None = None,
     ) -> StepResult:
         record.ended_at = utcnow()
         self.recorder.add(record)
@@ -312,16 +339,72 @@ class _Runner:
             duration * 1000,
             extra={"step": record.step, "status": status, "cache_key": record.cache_key},
         )
-        if self.on_event is not None:
-            self.on_event(StepEvent(record.step, status, duration, record.cache_key))
-        return StepResult(
+        output = self.outputs.get(record.step)
+        result = StepResult(
             record.step,
             status,
             duration,
             produced_by or record.run_id,
             record.cache_key,
             record.output_digest,
+            media_type=None if output is None else output.media_type,
+            inputs=tuple(("step", up, self.outputs[up].digest) for up in plan.upstream)
+            + tuple(("file", path, d) for path, d in plan.files.items()),
+            code_digest=record.code_digest,
         )
+        if self.on_event is not None:
+            self.on_event(StepEvent(record.step, status, duration, record.cache_key, result))
+        return result
+
+
+class _Provenance:
+    """The ``pipeline_run`` record (see :mod:`conveyor.pipeline._provenance`), captured before
+    the first step that executes and written when the run ends; a fully cached run has none."""
+
+    def __init__(self, root: Path, params: dict[str, Any], started: dt.datetime) -> None:
+        # Imported here: tarfile and subprocess are not needed to load a pipeline module.
+        from conveyor.pipeline import _provenance
+
+        self._p = _provenance
+        self.root = root
+        self.params: dict[str, Any] = json.loads(canonical_json(params))
+        self.seed = _provenance.base_seed(self.params)
+        self.started = started
+        self.record: PipelineRunRecord | None = None
+        self.git: GitProbe | None = None
+
+    def capture(self, artifacts: ArtifactStore) -> None:
+        if self.record is not None:
+            return
+        from conveyor.pipeline._record import PipelineRunRecord
+
+        self.git = self._p.GitProbe(self.root)
+        snapshot = artifacts.put_bytes(self._p.code_snapshot(self.root))
+        environment = artifacts.put_bytes(canonical_json(_env.environment_document()).encode())
+        self.record = PipelineRunRecord(
+            params=self.params,
+            seed=self.seed,
+            git_commit=None,
+            git_dirty=None,
+            code_snapshot=(snapshot.digest, snapshot.size),
+            environment=(environment.digest, environment.size),
+            started_at=self.started,
+        )
+
+    def seed_step(self, step: str) -> int:
+        """Seed random, numpy and the frameworks for ``step``; its seed."""
+        seed = self._p.step_seed(self.seed, step)
+        self._p.seed_everything(seed)
+        return seed
+
+    def write(self, recorder: Recorder, *, succeeded: bool) -> None:
+        if self.record is None:
+            return
+        if self.git is not None:
+            self.record.git_commit, self.record.git_dirty = self.git.result()
+        self.record.ended_at = utcnow()
+        self.record.succeeded = succeeded
+        recorder.write_pipeline_run(self.record)
 
 
 def _user_traceback(exc: BaseException) -> str:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         PromotionResult,
         StoredEvaluation,
     )
+    from conveyor.registry.policy import RebuildPolicy
 
 __all__ = ["EvaluatedVersion", "evaluate_version", "promote"]
 
@@ -116,7 +117,11 @@ def promote(
         if stage_policy.data_checks is not None:
             checks.extend(_data_checks(project, current, stage, plan, actor=actor))
         if stage_policy.reproducible:
-            checks.append(_reproducible_check(project, current, stage))
+            checks.append(
+                _reproducible_check(
+                    project, current, stage, rebuild=stage_policy.rebuild, actor=actor
+                )
+            )
     evidence = Evidence(checks=checks, state_token=token, dataset_version=dataset_id)
     return registry_promote(
         store,
@@ -553,9 +558,18 @@ def _data_checks(
     ]
 
 
-def _reproducible_check(project: Project, current: ModelVersion, stage: str) -> CheckResult:
+def _reproducible_check(
+    project: Project,
+    current: ModelVersion,
+    stage: str,
+    *,
+    rebuild: RebuildPolicy | None = None,
+    actor: str = "",
+) -> CheckResult:
     """The version's producing run is recorded well enough to rebuild it: a run, its code,
-    environment and parameters by digest, and every input by digest."""
+    environment and parameters by digest, and every input by digest. With ``rebuild`` (the
+    mapping form of ``reproducible:``), it is also rebuilt and compared (see
+    :mod:`conveyor.project._reproduce`): bit-identical, or its metrics within the tolerances."""
     import sqlalchemy as sa
 
     from conveyor.registry import CheckResult
@@ -602,6 +616,8 @@ def _reproducible_check(project: Project, current: ModelVersion, stage: str) -> 
         if passed
         else "; ".join(missing)
     )
+    if passed and rebuild is not None:
+        return _rebuild_check(project, current, stage, rebuild, actor, evidence)
     return CheckResult(
         check="reproducible",
         passed=passed,
@@ -610,6 +626,55 @@ def _reproducible_check(project: Project, current: ModelVersion, stage: str) -> 
         detail=detail,
         stage=stage,
         evidence=evidence,
+    )
+
+
+def _rebuild_check(
+    project: Project,
+    current: ModelVersion,
+    stage: str,
+    rebuild: RebuildPolicy,
+    actor: str,
+    evidence: dict[str, Any],
+) -> CheckResult:
+    """``observed`` is the largest metric difference (0 when bit-identical), ``threshold``
+    that metric's tolerance; ``detail`` names what differed."""
+    from conveyor.core.errors import ConveyorError
+    from conveyor.project._reproduce import reproduce
+    from conveyor.registry import CheckResult
+
+    try:
+        report = reproduce(
+            project, model=current.model, version=current.version, actor=actor, tolerance=rebuild
+        )
+    except ConveyorError as exc:
+        return CheckResult(
+            check="reproducible",
+            passed=False,
+            observed=None,
+            threshold=None,
+            detail=f"cannot rebuild: {exc}",
+            stage=stage,
+            evidence=evidence,
+        )
+    observed: float | None = 0.0
+    threshold: float | None = 0.0
+    if not report.identical:
+        worst = max(
+            report.metrics,
+            key=lambda m: float("inf") if m.difference is None else m.difference - m.tolerance,
+            default=None,
+        )
+        observed = None if worst is None else worst.difference
+        threshold = None if worst is None else worst.tolerance
+    return CheckResult(
+        check="reproducible",
+        passed=report.reproduced,
+        observed=observed,
+        threshold=threshold,
+        detail=report.summary,
+        stage=stage,
+        evidence={**evidence, "rebuild": report.to_dict()},
     )
 
 

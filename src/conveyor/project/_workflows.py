@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from conveyor.core.errors import ConfigError
 from conveyor.core.project_dir import config_path
 from conveyor.project import _runlock
-from conveyor.store.metadata import AuditEvent, ChainReport, insert_ignore, verify_chain
+from conveyor.store.metadata import AuditEvent, ChainReport, insert_ignore
+from conveyor.store.metadata.lineage import add_edges, model_node, node
 from conveyor.store.metadata.schema import artifact as artifact_table
 from conveyor.store.metadata.schema import audit_event
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from conveyor.pipeline import Pipeline, PipelineResult, StepEvent
     from conveyor.project._context import Project
@@ -65,6 +66,7 @@ def run(
     force: bool = False,
     on_event: Callable[[StepEvent], None] | None = None,
     lock: RunLock | None = None,
+    openlineage: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Run the project's pipeline; if ``model:`` is configured, package and register its model.
 
@@ -79,7 +81,12 @@ def run(
         on_event: Called with each step's :class:`~conveyor.pipeline.StepEvent`.
         lock: The project's fingerprints, taken before its configuration was loaded
             (:func:`~conveyor.project.run_lock`); taken now if not given.
+        openlineage: OpenLineage settings (see :mod:`conveyor.lineage.openlineage`);
+            ``lineage.openlineage`` of conveyor.yaml if not given. The pipeline run's events
+            are sent whatever happens to it.
     """
+    from conveyor.core.ids import new_id
+    from conveyor.lineage.openlineage import open_lineage
     from conveyor.pipeline import load_pipeline, run_pipeline
 
     config = project.config
@@ -94,16 +101,38 @@ def run(
             hint="add `pipeline: <module>:<attribute>`, e.g. `training.pipeline:pipeline`",
         )
     pipeline = load_pipeline(config.pipeline, config.root)
-    result = run_pipeline(
-        pipeline,
-        params=config.params,
-        metadata=project.metadata,
-        artifacts=project.artifacts,
-        actor=actor,
+    pipeline_run_id = new_id()
+    lineage = open_lineage(
+        # Only what conveyor.yaml sets: with nothing set and no openlineage-python, silence.
+        openlineage
+        if openlineage is not None
+        else config.lineage.openlineage.model_dump(exclude_defaults=True),
+        project=config.project,
+        pipeline=pipeline.name,
         root=config.root,
-        force=force,
-        on_event=on_event,
+        artifacts=project.artifacts,
     )
+    if lineage is not None:
+        lineage.start(pipeline_run_id)
+        on_event = lineage.wrap(on_event)
+    try:
+        result = run_pipeline(
+            pipeline,
+            params=config.params,
+            metadata=project.metadata,
+            artifacts=project.artifacts,
+            actor=actor,
+            root=config.root,
+            force=force,
+            on_event=on_event,
+            pipeline_run_id=pipeline_run_id,
+        )
+    except BaseException as exc:
+        if lineage is not None:
+            lineage.fail(exc)
+        raise
+    if lineage is not None:
+        lineage.complete(result)
     if config.model is None:
         report = RunReport(result, None, False)
     else:
@@ -217,6 +246,21 @@ def _register(
         actor=actor,
         description=section.description,
     )
+    if created and section.metrics is not None:
+        # The run that measured the version's metrics, beside the one that trained it.
+        measured = next(s for s in result.steps if s.name == section.metrics)
+        with project.metadata.write(actor) as tx:
+            add_edges(
+                tx.conn,
+                [
+                    (
+                        node("run", measured.run_id),
+                        model_node(section.name, version.version),
+                        "metrics",
+                    )
+                ],
+                tx.at,
+            )
     return version, created, tuple(ref.digest for ref in bundle.files.values())
 
 
@@ -299,9 +343,15 @@ def rollback(project: Project, *, model: str, actor: str, reason: str = "") -> R
 
 
 def verify_audit(project: Project) -> ChainReport:
-    """Check every link of the audit chain; the report names the first broken one."""
-    with project.metadata.read() as conn:
-        return verify_chain(conn)
+    """Check every link of the audit chain and the chain against its signed checkpoints.
+
+    The report's ``findings`` name every edited, missing or re-linked event, a chain cut short
+    of a checkpoint, and any forged checkpoint; ``broken_seq``/``reason`` are the first of them.
+    See :func:`conveyor.project._audit.verify`.
+    """
+    from conveyor.project._audit import verify
+
+    return verify(project)
 
 
 def audit_log(
@@ -310,12 +360,19 @@ def audit_log(
     since: dt.datetime | None = None,
     action: str | None = None,
     target: str | None = None,
+    actor: str | None = None,
     limit: int = 100,
 ) -> list[AuditEvent]:
-    """The newest audit events, oldest first, filtered by time, action prefix and target."""
+    """The newest audit events, oldest first, filtered by time, action and target prefix, actor.
+
+    ``actor`` matches exactly: user names are not hierarchical, and a prefix would let ``al``
+    show alice's and alan's events together.
+    """
     query = sa.select(audit_event).order_by(audit_event.c.seq.desc()).limit(limit)
     if since is not None:
         query = query.where(audit_event.c.at >= since)
+    if actor:
+        query = query.where(audit_event.c.actor == actor)
     if action:
         query = query.where(audit_event.c.action.startswith(action))
     if target:

@@ -15,6 +15,17 @@ stages (``candidate``, ``production``) each declare any of::
     inference: {p99_ms: 50, concurrency: 16}  # conveyor.evaluation.loadtest.InferenceBudget
     data_checks: {reference: data/2026-01.csv} # conveyor.data.gate.DataGateSettings
     reproducible: true                        # the version's run is fully recorded
+    reproducible:                             # ... and rebuilt from its records (see below)
+      rebuild: true
+      tolerance: {roc_auc: 0.001, default: 0}
+
+``reproducible: true`` checks that the version's run is recorded well enough to be rebuilt (a
+run, code, environment and parameters by digest, every input file by digest). The mapping form
+with ``rebuild: true`` also rebuilds it (``conveyor reproduce``): in a clean folder, from the
+recorded code snapshot, parameters and seed, on the recorded data; the check passes when the
+rebuilt bundle is bit-identical, or else when every registered metric is within its
+``tolerance`` (``default`` for metrics not named; 0 when not given). ``rebuild: false`` means
+the same as ``true``.
 
 A top-level ``rollout:`` block sets the analysis of canary and shadow rollouts
 (``conveyor.deploy.analysis.AnalysisSettings``: interval, minimum sample, margins, failure
@@ -56,6 +67,7 @@ __all__ = [
     "CheckResult",
     "EvaluationSpec",
     "Policy",
+    "RebuildPolicy",
     "StagePolicy",
     "load_policy",
     "parse_policy",
@@ -310,6 +322,23 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
+class RebuildPolicy:
+    """``reproducible: {rebuild: true, tolerance: {...}}``: rebuild the version and compare.
+
+    ``tolerances`` maps a metric to the largest absolute difference accepted between the
+    registered and the rebuilt value when the bundles are not bit-identical; ``default`` is
+    for the metrics not named.
+    """
+
+    tolerances: dict[str, float] = field(default_factory=dict)
+    default: float = 0.0
+    source: str = ""
+
+    def tolerance(self, metric: str) -> float:
+        return self.tolerances.get(metric, self.default)
+
+
+@dataclass(frozen=True)
 class StagePolicy:
     """What one stage requires. ``sources`` maps each declared key to its ``file:line``."""
 
@@ -318,6 +347,8 @@ class StagePolicy:
     inference: dict[str, Any] | None = None
     data_checks: dict[str, Any] | None = None
     reproducible: bool = False
+    #: Set by the mapping form with ``rebuild: true`` (``reproducible`` is then true as well).
+    rebuild: RebuildPolicy | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -547,6 +578,7 @@ def _stage(node: yaml.Node, stage: str, name: str) -> StagePolicy:
     inference: dict[str, Any] | None = None
     data_checks: dict[str, Any] | None = None
     reproducible = False
+    rebuild: RebuildPolicy | None = None
     sources: dict[str, str] = {}
     for key, value in _mapping(node, name, f"stages.{stage}", _STAGE_KEYS):
         sources[key.value] = _where(name, key)
@@ -555,9 +587,12 @@ def _stage(node: yaml.Node, stage: str, name: str) -> StagePolicy:
         elif key.value == "approvals":
             approvals = _approvals(value, stage, name)
         elif key.value == "reproducible":
-            reproducible = _typed(
-                value, name, f"stages.{stage}.reproducible", bool, "true or false"
-            )
+            if isinstance(value, yaml.MappingNode):
+                reproducible, rebuild = True, _rebuild(value, stage, name)
+            else:
+                reproducible = _typed(
+                    value, name, f"stages.{stage}.reproducible", bool, "true or false"
+                )
         elif _is_null(value):
             continue
         else:
@@ -577,8 +612,40 @@ def _stage(node: yaml.Node, stage: str, name: str) -> StagePolicy:
         inference=inference,
         data_checks=data_checks,
         reproducible=reproducible,
+        rebuild=rebuild,
         sources=sources,
     )
+
+
+def _rebuild(node: yaml.Node, stage: str, name: str) -> RebuildPolicy | None:
+    what = f"stages.{stage}.reproducible"
+    enabled = False
+    tolerances: dict[str, float] = {}
+    default = 0.0
+    for key, value in _mapping(node, name, what, ("rebuild", "tolerance")):
+        if key.value == "rebuild":
+            enabled = _typed(value, name, f"{what}.rebuild", bool, "true or false")
+            continue
+        for metric, limit in _mapping(value, name, f"{what}.tolerance", None):
+            number = _typed(limit, name, f"{what}.tolerance.{metric.value}", float, "a number")
+            if not math.isfinite(number) or number < 0:
+                raise ConfigError(
+                    f"{_where(name, limit)}: {what}.tolerance.{metric.value} is {number:g}",
+                    hint="a tolerance is the largest absolute difference accepted: a finite "
+                    "number >= 0",
+                )
+            if metric.value == "default":
+                default = number
+            else:
+                tolerances[metric.value] = number
+    if not enabled:
+        if tolerances or default:
+            raise ConfigError(
+                f"{_where(name, node)}: {what} sets a tolerance but not `rebuild: true`",
+                hint="tolerances apply to a rebuild; add `rebuild: true`",
+            )
+        return None
+    return RebuildPolicy(tolerances=tolerances, default=default, source=_where(name, node))
 
 
 def _checks(node: yaml.Node, stage: str, name: str) -> tuple[Check, ...]:

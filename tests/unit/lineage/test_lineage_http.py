@@ -20,8 +20,16 @@ if TYPE_CHECKING:
 
 
 def test_lineage_over_http(history: History) -> None:
+    from conveyor.access import add_user, bootstrap_admin, create_token
+
     store = history.project.metadata
-    with TestClient(create_app(store, history.project.artifacts, poll_interval=60)) as client:
+    bootstrap_admin(store, "ada", actor="ada")
+    add_user(store, "vic", "viewer", actor="ada")
+    secret = create_token(store, "vic", actor="ada").secret
+    with TestClient(
+        create_app(store, history.project.artifacts, poll_interval=60),
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as client:
         up = client.get("/api/lineage/upstream", params={"node": "churn/1"})
         assert up.status_code == 200, up.text
         assert up.json() == lineage.upstream(store, "model:churn/1").to_json()

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from conveyor.core.errors import InfrastructureError, StepError, ValidationError
+from conveyor.pipeline._provenance import SNAPSHOT_MEDIA_TYPE
+from conveyor.pipeline._record import ENVIRONMENT_MEDIA_TYPE
 from conveyor.store.metadata import verify_chain
 from conveyor.store.metadata.schema import artifact, audit_event, run, run_input, run_output
 
@@ -41,6 +43,15 @@ def _count_writes(store: MetadataStore, monkeypatch: pytest.MonkeyPatch) -> list
     return calls
 
 
+def _step_outputs(store: MetadataStore) -> list[dict[str, Any]]:
+    """The artifact rows of step outputs: not the code snapshot or environment document."""
+    return [
+        a
+        for a in _rows(store, artifact)
+        if a["media_type"] not in (SNAPSHOT_MEDIA_TYPE, ENVIRONMENT_MEDIA_TYPE)
+    ]
+
+
 def test_a_run_records_runs_edges_artifacts_and_audit_events(flow: Project) -> None:
     result = flow.run()
     runs = {r["step"]: r for r in _rows(flow.metadata, run)}
@@ -67,7 +78,7 @@ def test_a_run_records_runs_edges_artifacts_and_audit_events(flow: Project) -> N
     assert outputs[total["id"]]["ref"] == digests["total"]
     assert outputs[total["id"]]["kind"] == "artifact"
 
-    artifacts = {a["digest"]: a for a in _rows(flow.metadata, artifact)}
+    artifacts = {a["digest"]: a for a in _step_outputs(flow.metadata)}
     assert set(artifacts) == set(digests.values())
     assert artifacts[digests["total"]]["media_type"] == "application/json"
 
@@ -86,7 +97,8 @@ def test_a_cached_run_records_cache_hits_with_their_edges(flow: Project) -> None
     assert all(r["cache_hit"] and r["status"] == "succeeded" for r in hits)
     outputs = {o["run_id"] for o in _rows(flow.metadata, run_output)}
     assert {r["id"] for r in hits} <= outputs
-    assert len(_rows(flow.metadata, artifact)) == 4  # nothing stored twice
+    assert len(_step_outputs(flow.metadata)) == 4  # nothing stored twice
+    assert len(_rows(flow.metadata, artifact)) == 6  # and the code snapshot and environment
 
 
 def test_a_cached_step_result_names_the_run_that_produced_its_output(flow: Project) -> None:
@@ -111,7 +123,7 @@ def test_each_executed_step_is_written_when_it_finishes(
 ) -> None:
     writes = _count_writes(flow.metadata, monkeypatch)
     flow.run()
-    assert len(writes) == 4
+    assert len(writes) == 5  # and the pipeline_run row, at the end
 
 
 FAILING = {
@@ -165,7 +177,7 @@ def test_a_failing_step_is_recorded_and_raises_step_error(
     assert runs["validated"]["error"].startswith("ValueError: column 'name' missing")
     failed_id = runs["validated"]["id"]
     assert all(o["run_id"] != failed_id for o in _rows(project.metadata, run_output))
-    assert len(_rows(project.metadata, artifact)) == 1  # raw's output only
+    assert len(_step_outputs(project.metadata)) == 1  # raw's output only
     actions = [e["action"] for e in _rows(project.metadata, audit_event)]
     assert actions == ["run.step_completed", "run.step_failed"]
 
@@ -208,7 +220,7 @@ def test_an_unstorable_output_fails_the_step_with_a_validation_error(
     [row] = _rows(project.metadata, run)
     assert row["status"] == "failed"
     assert "tuple" in row["error"]
-    assert _rows(project.metadata, artifact) == []
+    assert _step_outputs(project.metadata) == []
 
 
 def test_a_database_error_during_lookup_is_an_infrastructure_error(flow_sqlite: Project) -> None:

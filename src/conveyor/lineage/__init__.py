@@ -1,0 +1,1 @@
+"""Lineage: the graph of datasets, runs and models; queries, and OpenLineage events."""
