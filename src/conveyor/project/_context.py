@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["Project", "open_project"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,7 +29,18 @@ class Project:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
-        self.metadata.close()
+        """Sign a checkpoint of the audit chain if it grew (so a later truncation shows), then
+        close the stores. A checkpoint that cannot be written (a read-only folder or store) is
+        logged, never an error of the command that was run."""
+        from conveyor.core.errors import ConfigError, InfrastructureError
+        from conveyor.project._audit import checkpoint_if_behind
+
+        try:
+            checkpoint_if_behind(self)
+        except (InfrastructureError, ConfigError) as exc:
+            logger.info("no audit checkpoint written: %s", exc)
+        finally:
+            self.metadata.close()
 
     def __enter__(self) -> Project:
         return self

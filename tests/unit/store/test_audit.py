@@ -37,8 +37,19 @@ def verify(store: MetadataStore) -> ChainReport:
 
 
 def tamper(store: MetadataStore, statement: sa.Executable) -> None:
+    """Change audit rows as an attacker with DDL rights would: drop the append-only triggers."""
     with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_no_update")
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_no_delete")
         assert conn.execute(statement).rowcount == 1
+        if conn.dialect.name == "postgresql":  # and covers their tracks (the schema is reused)
+            conn.exec_driver_sql(
+                "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event"
+                " FOR EACH ROW EXECUTE FUNCTION conveyor_refuse_audit_change()"
+            )
 
 
 def test_empty_chain_is_intact(metadata_store: MetadataStore) -> None:

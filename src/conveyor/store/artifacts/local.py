@@ -10,7 +10,12 @@ from pathlib import Path
 
 from conveyor.core.atomic import atomic_write, atomic_write_bytes, fsync_dir
 from conveyor.core.digest import digest_bytes, digest_file, parse_digest
-from conveyor.core.errors import ConflictError, InfrastructureError, NotFoundError
+from conveyor.core.errors import (
+    ConflictError,
+    InfrastructureError,
+    IntegrityError,
+    NotFoundError,
+)
 from conveyor.store.artifacts._ingest import copy_hashed, digest_fd
 from conveyor.store.artifacts._protocol import ArtifactRef
 from conveyor.store.artifacts.errors import ArtifactNotFoundError, CorruptArtifactError
@@ -40,8 +45,30 @@ class LocalArtifactStore:
         return str(self.root)
 
     def _path(self, digest: str) -> Path:
+        """Where ``digest`` lives, inside the root.
+
+        Raises:
+            IntegrityError: the path goes through a symbolic link. The store never makes one;
+                a planted one could lead anywhere (read: any file, even /dev/zero; written: a
+                file outside the store).
+        """
         algo, hexdigest = parse_digest(digest).split(":", 1)
-        return self.root / algo / hexdigest[:2] / hexdigest[2:]
+        top = f"{self.root}/{algo}"
+        fan_out = f"{top}/{hexdigest[:2]}"
+        path = f"{fan_out}/{hexdigest[2:]}"
+        # Three lstat calls on strings: as cheap as building the Path was before this check
+        # (resolving the whole path instead would cost ~50 us per call).
+        for part in (top, fan_out, path):
+            if os.path.islink(part):
+                target = os.path.realpath(part)
+                raise IntegrityError(
+                    f"artifact {digest} in the artifact store at {self.uri} is reached through "
+                    f"a symbolic link, {part} -> {target}; it was not read or written",
+                    hint="the store never makes links: remove it, then restore the artifact "
+                    "(re-run the step or re-register)",
+                    details={"digest": digest, "link": part, "target": target},
+                )
+        return Path(path)
 
     def location(self, digest: str) -> str:
         return str(self._path(digest))

@@ -22,6 +22,7 @@ __all__ = [
     "alert",
     "approval",
     "artifact",
+    "audit_checkpoint",
     "audit_event",
     "dataset_check",
     "dataset_version",
@@ -430,6 +431,19 @@ audit_event = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(80), nullable=False),
     sa.Column("hash", sa.String(80), nullable=False),
+)
+
+# Signed (length, head) statements about audit_event, see store.metadata.audit. Append-only like
+# the events (triggers of migration 0007), and mirrored outside the database by the project.
+audit_checkpoint = sa.Table(
+    "audit_checkpoint",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("head", sa.String(80), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
 )
 
 principal = sa.Table(
