@@ -171,7 +171,9 @@ def test_a_healthy_canary_with_the_same_error_rate_is_promoted(
     _register(store, artifact_store, estimator(1.0), stage="production")
     healthy = _register(store, artifact_store, estimator(0.8))
     server = start_server(tmp_path, store_url=url, artifacts=artifact_store.root)
-    settings = AnalysisSettings(interval_s=1.0, min_requests=100)
+    # What this test looks at is the error rate: latency margins are widened so that CPU noise
+    # on a shared 2-core machine cannot decide it (the latency check has unit tests).
+    settings = AnalysisSettings(interval_s=1.0, min_requests=100, max_latency_increase=2.0)
     try:
         with httpx.Client(base_url=server.base_url) as client:
             server.wait_ready(client)

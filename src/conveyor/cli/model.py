@@ -181,7 +181,9 @@ def promote(
     from conveyor.core.errors import CheckFailedError
     from conveyor.project import promote as promote_version
 
-    with open_from_context(ctx) as project:
+    # Into or out of production is a deployer's act; to candidate, a scientist's.
+    permission = "deploy" if to in ("production", "archived") else None
+    with open_from_context(ctx, permission=permission) as project:
         try:
             result = promote_version(
                 project, model=name, version=version, to=to, actor=current_user(), reason=reason

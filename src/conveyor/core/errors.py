@@ -11,6 +11,7 @@ the HTTP error handler are the only places that translate them.
     ├── ConflictError                  exit 2   HTTP 409   the request contradicts current state
     ├── ValidationError                exit 2   HTTP 422   data or a request does not fit a schema
     ├── ForbiddenError                 exit 1   HTTP 403   a rule forbids this actor this action
+    │   └── UnauthorizedError          exit 1   HTTP 401   no valid credentials were presented
     ├── StepError                      exit 1   HTTP 409   user code in a pipeline step raised
     ├── CheckFailedError               exit 1   HTTP 409   a gate or data check did not pass
     │   └── ApprovalPendingError       exit 1   HTTP 409   checks passed; reviews are missing
@@ -35,6 +36,7 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "StepError",
+    "UnauthorizedError",
     "UsageError",
     "ValidationError",
 ]
@@ -120,6 +122,13 @@ class ForbiddenError(ConveyorError):
     exit_code = ExitCode.CHECK_FAILED
     http_status = 403
     code = "forbidden"
+
+
+class UnauthorizedError(ForbiddenError):
+    """No valid credentials: a missing, unknown, expired or revoked token (HTTP 401)."""
+
+    http_status = 401
+    code = "unauthorized"
 
 
 class StepError(ConveyorError):

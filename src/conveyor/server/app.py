@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conveyor import __version__
+from conveyor.access.roles import PUBLIC
 from conveyor.core.errors import ConveyorError, NotFoundError, UsageError
 from conveyor.server.dispatch import SHADOW_THREADS, Dispatcher, feedback
 from conveyor.server.errors import EXCEPTION_HANDLERS, ModelNotReadyError, RequestTooLargeError
@@ -42,6 +44,12 @@ from conveyor.server.metrics import CONTENT_TYPE, ServerMetrics
 from conveyor.server.openapi import openapi_document
 from conveyor.server.recorder import ServingRecorder
 from conveyor.server.repository import ModelRepository
+from conveyor.server.security import (
+    HostAndOriginMiddleware,
+    ServerAccess,
+    guard,
+    requires,
+)
 from conveyor.server.tensors import (
     REQUEST_CONTENT_TYPES,
     InferRequest,
@@ -78,6 +86,8 @@ def create_app(
     models: list[str] | None = None,
     poll_interval: float = 1.0,
     version: int | None = None,
+    access: ServerAccess | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> Starlette:
     """The inference server as an ASGI application.
 
@@ -92,6 +102,9 @@ def create_app(
         poll_interval: Seconds between checks for a changed production version.
         version: Serve this version of the one model in ``models`` where its production
             version would answer (see :class:`~conveyor.server.repository.ModelRepository`).
+        access: Who may call what (see :mod:`conveyor.server.security`); by default inference
+            is open and the management API needs a bearer token.
+        allowed_hosts: Answer only these ``Host`` names (None: any).
 
     Raises:
         UsageError: ``version`` is given without exactly one model.
@@ -131,7 +144,16 @@ def create_app(
             with anyio.CancelScope(shield=True):
                 await _flush_once(recorder, repository, metadata)
 
-    app = Starlette(routes=_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    access = access or ServerAccess()
+    routes = [
+        Route(r.path, guard(r.endpoint, access, metadata), methods=r.methods) for r in _routes()
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(HostAndOriginMiddleware, allowed_hosts=allowed_hosts)],
+    )
     app.state.repository = repository
     app.state.metadata = metadata
     app.state.metrics = metrics
@@ -223,14 +245,17 @@ def _server_metrics(request: Request) -> ServerMetrics:
     return metrics
 
 
+@requires(PUBLIC)
 async def _metrics(request: Request) -> Response:
     return Response(_server_metrics(request).exposition(), media_type=CONTENT_TYPE)
 
 
+@requires(PUBLIC)
 async def _live(_request: Request) -> Response:
     return JSONResponse({"live": True})
 
 
+@requires(PUBLIC)
 async def _ready(request: Request) -> Response:
     ready = _repository(request).ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
@@ -240,12 +265,14 @@ async def _ready(request: Request) -> Response:
 EXTENSIONS = ("parameters", "mlflow_invocations", "metrics", "openapi")
 
 
+@requires(PUBLIC)
 async def _server_metadata(_request: Request) -> Response:
     return JSONResponse(
         {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
     )
 
 
+@requires("predict")
 async def _model_metadata(request: Request) -> Response:
     served = await _resolve(request)
     versions = _repository(request).versions(served.name) or (served.version,)
@@ -262,6 +289,7 @@ async def _model_metadata(request: Request) -> Response:
     )
 
 
+@requires("predict")
 async def _model_ready(request: Request) -> Response:
     # Not-ready is an answer here, not an error: the probe's body says which model.
     name = request.path_params["name"]
@@ -274,11 +302,13 @@ async def _model_ready(request: Request) -> Response:
     return JSONResponse({"name": name, "ready": True})
 
 
+@requires("predict")
 async def _infer(request: Request) -> Response:
     name: str = request.path_params["name"]
     return await _dispatcher(request).answer(request, name, lambda: _read_body(request), _decode)
 
 
+@requires("predict")
 async def _feedback(request: Request) -> Response:
     name: str = request.path_params["name"]
     if not _repository(request).versions(name):
@@ -347,12 +377,14 @@ def _parse_version(name: str, raw: str) -> int:
 # -- MLflow's scoring protocol, and the OpenAPI document ------------------------------------------
 
 
+@requires(PUBLIC)
 async def _ping(request: Request) -> Response:
     # MLflow's probe answers a bare newline; its clients look at the status only.
     ready = _repository(request).ready
     return Response("\n", status_code=200 if ready else 503, media_type="application/json")
 
 
+@requires("predict")
 async def _invocations(request: Request) -> Response:
     # Routed like /infer (canary, shadow, telemetry); only the body format differs.
     name: str | None = request.path_params.get("name")
@@ -395,6 +427,7 @@ def _served_names(repository: ModelRepository, *, single: bool = False) -> list[
     return names
 
 
+@requires(PUBLIC)
 async def _openapi(request: Request) -> Response:
     repository = _repository(request)
     signatures = {}

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from conveyor.core.errors import UsageError
+from conveyor.server.security import requires
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -97,14 +98,17 @@ async def _walk(request: Request, direction: str) -> Response:
     return PlainTextResponse(render(graph, fmt))
 
 
+@requires("read")
 async def _upstream(request: Request) -> Response:
     return await _walk(request, "upstream")
 
 
+@requires("read")
 async def _downstream(request: Request) -> Response:
     return await _walk(request, "downstream")
 
 
+@requires("read")
 async def _models_using(request: Request) -> Response:
     from conveyor.lineage.graph import models_using, parse_target
 
@@ -113,6 +117,7 @@ async def _models_using(request: Request) -> Response:
     return JSONResponse({"node": start, **found})
 
 
+@requires("read")
 async def _evaluated_on(request: Request) -> Response:
     from conveyor.lineage.graph import evaluated_on
 
@@ -123,6 +128,7 @@ async def _evaluated_on(request: Request) -> Response:
     return JSONResponse([n.to_json() for n in found])
 
 
+@requires("read")
 async def _at(request: Request) -> Response:
     from conveyor.lineage.graph import in_production_at
 
@@ -142,6 +148,7 @@ async def _at(request: Request) -> Response:
     return JSONResponse({"at": moment.isoformat(), "production": found})
 
 
+@requires("read")
 async def _diff(request: Request) -> Response:
     from conveyor.lineage.graph import diff_versions
 
@@ -153,6 +160,7 @@ async def _diff(request: Request) -> Response:
     return JSONResponse(found.to_json())
 
 
+@requires("read")
 async def _changelog(request: Request) -> Response:
     from conveyor.lineage.changelog import changelog, render_markdown
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from conveyor.server.app import create_app
+from conveyor.server.security import LOOPBACK_HOSTS, ServerAccess
 from conveyor.store.artifacts import open_artifact_store
 from conveyor.store.metadata import MetadataStore
 
@@ -48,6 +49,8 @@ def serve(config: Config, *, version: int | None = None) -> None:
             models=config.serve.models,
             poll_interval=config.serve.poll_interval,
             version=version,
+            access=ServerAccess(inference=config.serve.auth.inference),
+            allowed_hosts=_allowed_hosts(config),
         )
         if version is not None:
             # Load now rather than in the app's startup, which logs a failure and keeps going
@@ -65,6 +68,16 @@ def serve(config: Config, *, version: int | None = None) -> None:
             _run(server, sock)
     finally:
         metadata.close()
+
+
+def _allowed_hosts(config: Config) -> list[str] | None:
+    """The ``Host`` names to answer: configured, else the loopback names on a loopback address
+    (so no web page can reach the server through DNS rebinding), else any."""
+    if config.serve.allowed_hosts is not None:
+        return config.serve.allowed_hosts
+    if config.serve.host in LOOPBACK_HOSTS:
+        return list(LOOPBACK_HOSTS)
+    return None
 
 
 def _run(server: uvicorn.Server, sock: socket.socket) -> None:

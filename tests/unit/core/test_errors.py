@@ -17,6 +17,7 @@ from conveyor.core.errors import (
     IntegrityError,
     NotFoundError,
     StepError,
+    UnauthorizedError,
     UsageError,
     ValidationError,
 )
@@ -44,6 +45,7 @@ def test_exit_codes_never_change() -> None:
         (CheckFailedError, 1, 409, "check_failed"),
         (ApprovalPendingError, 1, 409, "approval_pending"),
         (ForbiddenError, 1, 403, "forbidden"),
+        (UnauthorizedError, 1, 401, "unauthorized"),
         (InfrastructureError, 3, 503, "unavailable"),
         (IntegrityError, 3, 503, "integrity"),
     ],
@@ -61,7 +63,7 @@ def test_exit_code_http_status_and_code(
 def test_every_error_in_the_module_is_in_the_table_above() -> None:
     exported = {getattr(errors, n) for n in errors.__all__}
     classes = {c for c in exported if isinstance(c, type) and issubclass(c, ConveyorError)}
-    assert len(classes) == 12
+    assert len(classes) == 13
 
 
 def test_integrity_is_an_infrastructure_error() -> None:
