@@ -109,6 +109,9 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from conveyor.core.redact import install_log_redaction
+
+    install_log_redaction()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,7 +127,9 @@ def _invoke(args: list[str]) -> int:
     try:
         result: Any = cli.main(args=args, prog_name="conveyor", standalone_mode=False)
     except ConveyorError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from conveyor.core.redact import redact_message
+
+        click.echo(f"error: {redact_message(str(exc))}", err=True)
         return int(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -19,11 +19,21 @@ changed (~0.7 us for a typical three-key payload).
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["MASK", "is_secret_key", "redact", "redact_text", "redact_url"]
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "install_log_redaction",
+    "is_secret_key",
+    "redact",
+    "redact_message",
+    "redact_text",
+    "redact_url",
+]
 
 MASK = "***"
 
@@ -111,3 +121,36 @@ def redact(value: Any) -> Any:
             return value
         return type(value)(items) if isinstance(value, tuple) else items
     return value
+
+
+# A Conveyor API token anywhere in a text (see conveyor.access): always masked.
+_TOKEN_IN_TEXT = re.compile(r"cvr_[A-Za-z0-9_-]{20,}")
+
+
+def redact_message(text: str) -> str:
+    """A log line or error message with URL credentials and API tokens masked."""
+    if "cvr_" in text:
+        text = _TOKEN_IN_TEXT.sub("cvr_" + MASK, text)
+    return redact_text(text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks credentials in every record's final message.
+
+    Installed on the handlers of the CLI and the server, so no log line carries a store
+    password or an API token, whoever logged it (including libraries).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_message(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Add :class:`RedactingFilter` to every handler of the root logger (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -20,6 +20,7 @@ from pathlib import Path
 from conveyor.core.config import load_config
 from conveyor.core.env import CONVEYOR_LOG_LEVEL
 from conveyor.core.errors import ConveyorError
+from conveyor.core.redact import install_log_redaction
 from conveyor.server.serve import serve
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_log_redaction()
     try:
         serve(load_config(args.project_dir, {"models": args.models}), version=args.version)
     except ConveyorError as exc:

@@ -137,3 +137,26 @@ def test_audit_payloads_are_redacted_before_hashing(sqlite_store: Any) -> None:
         assert verify_chain(conn).ok
         stored = conn.exec_driver_sql("SELECT payload FROM audit_event").scalar()
     assert stored == event.payload
+
+
+def test_log_lines_lose_passwords_and_api_tokens() -> None:
+    import logging
+
+    from conveyor.core.redact import RedactingFilter
+
+    token = "cvr_" + "Ab3_" * 10
+    record = logging.LogRecord(
+        "conveyor.test",
+        logging.WARNING,
+        __file__,
+        1,
+        "could not open %s with %s",
+        ("postgresql+psycopg://app:s3cret@db:5432/conveyor", token),
+        None,
+    )
+    assert RedactingFilter().filter(record)
+    line = record.getMessage()
+    assert "s3cret" not in line
+    assert token not in line
+    assert "postgresql+psycopg://app:***@db:5432/conveyor" in line
+    assert "cvr_***" in line
