@@ -9,6 +9,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.e2e._cli import conveyor
 
 if TYPE_CHECKING:
@@ -140,6 +142,13 @@ def test_audit_verify_catches_an_edited_row(project: Path) -> None:
         seq = db.execute(
             "SELECT seq FROM audit_event WHERE action LIKE 'model.stage%' ORDER BY seq LIMIT 1"
         ).fetchone()[0]
+        # The table refuses updates; an attacker with the file drops the trigger first.
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("UPDATE audit_event SET actor = 'mallory' WHERE seq = ?", (seq,))
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_event'"
+        ).fetchall():
+            db.execute(f'DROP TRIGGER "{name}"')
         db.execute("UPDATE audit_event SET actor = 'mallory' WHERE seq = ?", (seq,))
     db.close()
     result = conveyor("audit", "verify", cwd=project)

@@ -162,6 +162,42 @@ def test_latency_half_again_slower_fails() -> None:
     assert check.observed == pytest.approx(reference, abs=0.05)
 
 
+def test_a_slow_tail_fails_on_the_tail_test() -> None:
+    """Same median, but 5% of the canary's requests three times slower: the body test does not
+    see it, the tail test does (an exact binomial test against scipy's)."""
+    stable_latencies = _lognormal(1, 3000)
+    canary_latencies = _lognormal(2, 3000)
+    canary_latencies[::20] *= 3.0
+    stable, canary = _summary(stable_latencies), _summary(canary_latencies)
+    check = _check(run_analysis(stable, canary, SETTINGS), "latency")
+    assert check.verdict == "fail"
+    assert "in the tail" in check.detail
+    s99 = stable.latency_quantile(0.99)
+    assert s99 is not None
+    beyond = int(np.count_nonzero(canary_latencies > s99))
+    expected = stats.binomtest(beyond, 3000, 0.01, alternative="greater").pvalue
+    assert check.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_a_noisy_p99_over_few_requests_rarely_fails() -> None:
+    """Identical distributions, 300 requests each, 300 times: the p99s often differ by 20% or
+    more (each is the third-largest value), yet the check fails about as often as its
+    significance level allows (5%), not whenever the p99 ratio is noisy."""
+    settings = AnalysisSettings(min_requests=200)
+    verdicts = [
+        _check(
+            run_analysis(
+                _summary(_lognormal(100 + seed, 300)),
+                _summary(_lognormal(5000 + seed, 300)),
+                settings,
+            ),
+            "latency",
+        ).verdict
+        for seed in range(300)
+    ]
+    assert verdicts.count("fail") / len(verdicts) <= 0.05
+
+
 def test_identical_latency_distributions_pass() -> None:
     stable_latencies, canary_latencies = _lognormal(1, 3000), _lognormal(2, 3000)
     analysis = run_analysis(_summary(stable_latencies), _summary(canary_latencies), SETTINGS)
