@@ -216,13 +216,17 @@ def _graph(
             edges = _edges_within(conn, reached)
         described = describe(conn, reached) if details else {}
     ordered = sorted(reached, key=lambda n: (n != start, reached[n] or 0, n))
-    nodes = tuple(described.get(n) or _bare(n, reached[n]) for n in ordered)
-    nodes = tuple(_with_depth(n, reached[n.id]) for n in nodes)
-    return Graph(start, "downstream" if down else "upstream", nodes, tuple(edges))
-
-
-def _with_depth(found: Node, depth: int | None) -> Node:
-    return Node(found.id, found.kind, found.ref, depth, found.label, found.details)
+    nodes: list[Node] = []
+    for text in ordered:  # one object per node: thousands on a large walk
+        found = described.get(text)
+        if found is None:
+            kind, _, ref = text.partition(":")
+            nodes.append(Node(text, kind, ref, reached[text]))
+        else:
+            nodes.append(
+                Node(text, found.kind, found.ref, reached[text], found.label, found.details)
+            )
+    return Graph(start, "downstream" if down else "upstream", tuple(nodes), tuple(edges))
 
 
 def _bare(text: str, depth: int | None) -> Node:
