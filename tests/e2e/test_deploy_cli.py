@@ -206,7 +206,8 @@ def test_a_detached_rollout_is_paused_resumed_and_aborted_by_hand(
     # The example policy's rollout: block, as the rollout will be analysed.
     assert body["settings"]["interval_s"] == 2.0
     assert body["settings"]["min_requests"] == 150
-    assert body["settings"]["failure_limit"] == 1
+    assert body["settings"]["failure_limit"] == 2
+    assert body["settings"]["max_latency_increase"] == 0.5
     rollout_id = body["id"]
 
     status = json.loads(_ok(conveyor("rollout", "status", "churn", "--json", cwd=project)).out)
