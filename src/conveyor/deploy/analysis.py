@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from scipy import stats
 
-from conveyor.core.errors import ConfigError
+from conveyor.core.blocks import Field, check_values, integer, number, parse_block
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -133,7 +133,7 @@ class AnalysisSettings:
     max_inconclusive: int | None = None
 
     def __post_init__(self) -> None:
-        _check_fields(asdict(self), "rollout settings")
+        check_values(asdict(self), _FIELDS, "rollout settings", "rollout")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str) -> AnalysisSettings:
@@ -147,22 +147,16 @@ class AnalysisSettings:
             ConfigError: ``"{where}: ..."`` naming the unknown key, or the key whose value has
                 the wrong type or is out of range, and what it must be.
         """
-        if not isinstance(mapping, dict):
-            raise ConfigError(
-                f"{where}: the rollout block must be a mapping, not {type(mapping).__name__}",
-                hint="e.g. `rollout: {min_requests: 500, failure_limit: 1}`",
+        return cls(
+            **parse_block(
+                mapping,
+                _FIELDS,
+                where,
+                what="rollout",
+                block="the rollout block",
+                example="rollout: {min_requests: 500, failure_limit: 1}",
             )
-        for key in mapping:
-            if key not in _FIELDS:
-                raise ConfigError(
-                    f"{where}: unknown rollout key {key!r}",
-                    hint=f"the keys are: {', '.join(_FIELDS)}",
-                )
-        _check_fields(mapping, where)
-        values = {
-            key: _FIELDS[key][0](value) for key, value in mapping.items() if value is not None
-        }
-        return cls(**values)
+        )
 
     @property
     def alpha(self) -> float:
@@ -174,70 +168,51 @@ class AnalysisSettings:
         return asdict(self)
 
 
-def _number(value: Any) -> bool:
-    # bool is an int to Python, but `confidence: true` is a mistake, not 1.
-    return type(value) in (int, float) and math.isfinite(value)
+def _field(
+    convert: type, expected: str, example: str, low: float, high: float, **bounds: bool
+) -> Field:
+    test = integer if convert is int else number
+    return Field(convert, test, expected, example, low, high, **bounds)
 
 
-def _integer(value: Any) -> bool:
-    return type(value) is int
-
-
-# key -> (conversion, test, what the value must be, low, high, low inclusive, high inclusive)
-_FIELDS: dict[str, tuple[type, Any, str, float, float, bool, bool]] = {
-    "interval_s": (float, _number, "a number of seconds > 0, at most 3600", 0, 3600, False, True),
-    "min_requests": (int, _integer, "an integer from 1 to 10^9", 1, 1e9, True, True),
-    "confidence": (float, _number, "a number in [0.5, 1), e.g. 0.95", 0.5, 1, True, False),
-    "max_error_rate_increase": (float, _number, "a number in [0, 1)", 0, 1, True, False),
-    "max_latency_increase": (float, _number, "a number from 0 to 10", 0, 10, True, True),
-    "max_p99_ms": (float, _number, "a number of milliseconds > 0", 0, math.inf, False, True),
-    "max_prediction_drift": (float, _number, "a number in (0, 1]", 0, 1, False, True),
-    "max_quality_drop": (float, _number, "a number in [0, 1)", 0, 1, True, False),
-    "max_mae_increase": (float, _number, "a number from 0 to 10", 0, 10, True, True),
-    "min_labels": (int, _integer, "an integer from 1 to 10^9", 1, 1e9, True, True),
-    "failure_limit": (int, _integer, "an integer from 0 to 1000", 0, 1000, True, True),
-    "max_inconclusive": (int, _integer, "an integer from 0 to 10^6", 0, 1e6, True, True),
+_FIELDS: dict[str, Field] = {
+    "interval_s": _field(
+        float,
+        "a number of seconds > 0, at most 3600",
+        "30",
+        0,
+        3600,
+        low_inclusive=False,
+        nullable=False,
+    ),
+    "min_requests": _field(int, "an integer from 1 to 10^9", "200", 1, 1e9, nullable=False),
+    "confidence": _field(
+        float,
+        "a number in [0.5, 1), e.g. 0.95",
+        "0.95",
+        0.5,
+        1,
+        high_inclusive=False,
+        nullable=False,
+    ),
+    "max_error_rate_increase": _field(
+        float, "a number in [0, 1)", "0.01", 0, 1, high_inclusive=False, nullable=False
+    ),
+    "max_latency_increase": _field(float, "a number from 0 to 10", "0.2", 0, 10, nullable=False),
+    "max_p99_ms": _field(
+        float, "a number of milliseconds > 0", "50", 0, math.inf, low_inclusive=False
+    ),
+    "max_prediction_drift": _field(
+        float, "a number in (0, 1]", "0.1", 0, 1, low_inclusive=False, nullable=False
+    ),
+    "max_quality_drop": _field(
+        float, "a number in [0, 1)", "0.02", 0, 1, high_inclusive=False, nullable=False
+    ),
+    "max_mae_increase": _field(float, "a number from 0 to 10", "0.1", 0, 10, nullable=False),
+    "min_labels": _field(int, "an integer from 1 to 10^9", "100", 1, 1e9, nullable=False),
+    "failure_limit": _field(int, "an integer from 0 to 1000", "0", 0, 1000, nullable=False),
+    "max_inconclusive": _field(int, "an integer from 0 to 10^6", "10", 0, 1e6),
 }
-_NULLABLE = frozenset({"max_p99_ms", "max_inconclusive"})
-_EXAMPLES = {
-    "interval_s": "30",
-    "min_requests": "200",
-    "confidence": "0.95",
-    "max_error_rate_increase": "0.01",
-    "max_latency_increase": "0.2",
-    "max_p99_ms": "50",
-    "max_prediction_drift": "0.1",
-    "max_quality_drop": "0.02",
-    "max_mae_increase": "0.1",
-    "min_labels": "100",
-    "failure_limit": "0",
-    "max_inconclusive": "10",
-}
-
-
-def _check_fields(values: Mapping[str, Any], where: str) -> None:
-    for key, value in values.items():
-        if value is None:
-            if key not in _NULLABLE:
-                raise ConfigError(
-                    f"{where}: rollout key {key!r} cannot be null",
-                    hint=f"e.g. `{key}: {_EXAMPLES[key]}`",
-                )
-            continue
-        _convert, test, expected, low, high, low_in, high_in = _FIELDS[key]
-        if not test(value):
-            raise ConfigError(
-                f"{where}: rollout key {key!r} is {value!r} "
-                f"({type(value).__name__}); it must be {expected}",
-                hint=f"e.g. `{key}: {_EXAMPLES[key]}`",
-            )
-        too_low = value < low if low_in else value <= low
-        too_high = value > high if high_in else value >= high
-        if too_low or too_high:
-            raise ConfigError(
-                f"{where}: rollout key {key!r} is {value!r}; it must be {expected}",
-                hint=f"e.g. `{key}: {_EXAMPLES[key]}`",
-            )
 
 
 # ---------------------------------------------------------------------- results

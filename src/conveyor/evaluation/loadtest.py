@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core import env
+from conveyor.core.blocks import Field, check_values, integer, number, parse_block
 from conveyor.core.errors import ConfigError, InfrastructureError, ValidationError
 
 if TYPE_CHECKING:
@@ -111,7 +112,8 @@ class InferenceBudget:
     timeout_ms: float = 10_000.0
 
     def __post_init__(self) -> None:
-        _check_fields(self.to_dict(), "inference budget")
+        check_values(self.to_dict(), _FIELDS, "inference budget", "inference budget")
+        _check_exclusive(self.to_dict(), "inference budget")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str) -> InferenceBudget:
@@ -125,21 +127,15 @@ class InferenceBudget:
             ConfigError: ``"{where}: ..."`` naming the unknown key, or the key whose value has
                 the wrong type or is out of range, and what it must be.
         """
-        if not isinstance(mapping, dict):
-            raise ConfigError(
-                f"{where}: the inference budget must be a mapping, not {type(mapping).__name__}",
-                hint="e.g. `inference: {p99_ms: 50, concurrency: 16}`",
-            )
-        for key in mapping:
-            if key not in _FIELDS:
-                raise ConfigError(
-                    f"{where}: unknown inference budget key {key!r}",
-                    hint=f"the keys are: {', '.join(_FIELDS)}",
-                )
-        _check_fields(mapping, where)
-        values = {
-            key: _FIELDS[key][0](value) for key, value in mapping.items() if value is not None
-        }
+        values = parse_block(
+            mapping,
+            _FIELDS,
+            where,
+            what="inference budget",
+            block="the inference budget",
+            example="inference: {p99_ms: 50, concurrency: 16}",
+        )
+        _check_exclusive(values, where)
         return cls(**values)
 
     @property
@@ -154,68 +150,43 @@ class InferenceBudget:
         return asdict(self)
 
 
-def _number(value: Any) -> bool:
-    # bool is an int to Python, but `p99_ms: true` is a mistake, not 1 ms.
-    return type(value) in (int, float) and math.isfinite(value)
+def _positive(expected: str, example: str, high: float = math.inf) -> Field:
+    # Thresholds and durations must be above zero.
+    return Field(float, number, expected, example, 0.0, high, low_inclusive=False)
 
 
-def _integer(value: Any) -> bool:
-    return type(value) is int
+def _count(expected: str, example: str, low: int, high: int, *, nullable: bool) -> Field:
+    return Field(int, integer, expected, example, low, high, nullable=nullable)
 
 
-# key -> (conversion, test, what the value must be, lowest allowed, highest allowed)
-_FIELDS: dict[str, tuple[type, Any, str, float, float]] = {
-    "p50_ms": (float, _number, "a number of milliseconds > 0", 0.0, math.inf),
-    "p99_ms": (float, _number, "a number of milliseconds > 0", 0.0, math.inf),
-    "throughput_rps": (float, _number, "a number of requests per second > 0", 0.0, math.inf),
-    "memory_mb": (float, _number, "a number of megabytes > 0", 0.0, math.inf),
-    "concurrency": (int, _integer, "an integer from 1 to 1024", 1, 1024),
-    "requests": (int, _integer, "an integer from 1 to 1000000", 1, 1_000_000),
-    "duration_s": (float, _number, "a number of seconds > 0, at most 3600", 0.0, 3600.0),
-    "warmup": (int, _integer, "an integer from 0 to 100000", 0, 100_000),
-    "timeout_ms": (float, _number, "a number of milliseconds > 0", 0.0, math.inf),
+_FIELDS: dict[str, Field] = {
+    "p50_ms": _positive("a number of milliseconds > 0", "10"),
+    "p99_ms": _positive("a number of milliseconds > 0", "50"),
+    "throughput_rps": _positive("a number of requests per second > 0", "200"),
+    "memory_mb": _positive("a number of megabytes > 0", "800"),
+    "concurrency": _count("an integer from 1 to 1024", "16", 1, 1024, nullable=False),
+    "requests": _count("an integer from 1 to 1000000", "2000", 1, 1_000_000, nullable=True),
+    "duration_s": _positive("a number of seconds > 0, at most 3600", "30", 3600.0),
+    "warmup": _count("an integer from 0 to 100000", "50", 0, 100_000, nullable=False),
+    "timeout_ms": Field(
+        float,
+        number,
+        "a number of milliseconds > 0",
+        "10000",
+        0.0,
+        math.inf,
+        low_inclusive=False,
+        nullable=False,
+    ),
 }
-# Thresholds and durations must be above their lowest value; counts may equal it.
-_EXCLUSIVE_LOW = frozenset({"p50_ms", "p99_ms", "throughput_rps", "memory_mb", "duration_s"})
 
 
-def _check_fields(values: Mapping[str, Any], where: str) -> None:
-    for key, value in values.items():
-        if value is None:
-            if key in {"concurrency", "warmup", "timeout_ms"}:
-                raise ConfigError(f"{where}: inference budget key {key!r} cannot be null")
-            continue
-        _convert, test, expected, low, high = _FIELDS[key]
-        if not test(value):
-            raise ConfigError(
-                f"{where}: inference budget key {key!r} is {value!r} "
-                f"({type(value).__name__}); it must be {expected}",
-                hint=f"e.g. `{key}: {_EXAMPLES[key]}`",
-            )
-        too_low = value <= low if key in _EXCLUSIVE_LOW else value < low
-        if too_low or value > high:
-            raise ConfigError(
-                f"{where}: inference budget key {key!r} is {value!r}; it must be {expected}",
-                hint=f"e.g. `{key}: {_EXAMPLES[key]}`",
-            )
+def _check_exclusive(values: Mapping[str, Any], where: str) -> None:
     if values.get("requests") is not None and values.get("duration_s") is not None:
         raise ConfigError(
             f"{where}: the inference budget gives both 'requests' and 'duration_s'",
             hint="measure a number of requests or a duration, not both",
         )
-
-
-_EXAMPLES = {
-    "p50_ms": "10",
-    "p99_ms": "50",
-    "throughput_rps": "200",
-    "memory_mb": "800",
-    "concurrency": "16",
-    "requests": "2000",
-    "duration_s": "30",
-    "warmup": "50",
-    "timeout_ms": "10000",
-}
 
 
 @dataclass(frozen=True)
