@@ -74,9 +74,6 @@ SERVER_NAME = "conveyor"
 PLATFORM = "sklearn"
 #: Largest request body accepted (413 above it): a million rows of a few columns.
 MAX_BODY_BYTES = 64 * 1024 * 1024
-#: Bodies up to this size are parsed on the event loop (tens of microseconds); larger ones in
-#: a worker thread, so that one big request does not hold up the others.
-INLINE_DECODE_BYTES = 64 * 1024
 
 
 def create_app(
@@ -352,26 +349,8 @@ def _decode(served: ServedModel, body: bytes) -> InferRequest:
 
 async def _resolve(request: Request) -> ServedModel:
     """The model a request addresses: its production version, or the version in the path."""
-    repository = _repository(request)
     name: str = request.path_params["name"]
-    raw = request.path_params.get("version")
-    if raw is None:
-        return repository.production(name)
-    version = _parse_version(name, raw)
-    served = repository.cached_version(name, version)
-    if served is None:
-        served = await anyio.to_thread.run_sync(repository.load_version, name, version)
-    return served
-
-
-def _parse_version(name: str, raw: str) -> int:
-    text = raw.removeprefix("v")
-    if not text.isdigit() or not text.isascii():
-        raise NotFoundError(
-            f"model '{name}' has no version '{raw}'",
-            hint=f"versions are numbers, e.g. /v2/models/{name}/versions/1",
-        )
-    return int(text)
+    return await _dispatcher(request).resolve(name, request.path_params.get("version"))
 
 
 # -- MLflow's scoring protocol, and the OpenAPI document ------------------------------------------

@@ -169,6 +169,13 @@ class Dispatcher:
             self._mirror(route.shadow, decode, data, served, answer)
         return _response(answer, served, checked, media_type)
 
+    async def resolve(self, name: str, raw: str | None) -> ServedModel:
+        """The version a path addresses: production without a version, else that version
+        (loaded on first use)."""
+        if raw is None:
+            return self.repository.production(name)
+        return await self._explicit(name, raw)
+
     async def _explicit(self, name: str, raw: str) -> ServedModel:
         version = _parse_version(name, raw)
         repository = self.repository
