@@ -157,6 +157,21 @@ class Load:
                     else:
                         self.versions.append(response.headers.get("x-conveyor-model-version", ""))
 
+    def converge(self, version: str, *, window: int = 50, timeout: float = 10.0) -> float:
+        """Wait until the last ``window`` answers all came from ``version``; the seconds it took.
+
+        Fails after ``timeout``: the servers did not follow the routing in time.
+        """
+        started = time.monotonic()
+        while True:
+            with self._lock:
+                recent = self.versions[-window:]
+            if len(recent) == window and set(recent) == {version}:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                pytest.fail(f"the answers did not all come from v{version} within {timeout} s")
+            time.sleep(0.01)
+
     def count(self) -> int:
         with self._lock:
             return len(self.statuses)
