@@ -15,6 +15,7 @@ from conveyor.packaging._model import Model
 if TYPE_CHECKING:
     from conveyor.packaging._bundle import Bundle, LoadedModel, build_bundle, load_bundle
     from conveyor.packaging._codec import (
+        check_zip,
         decode_frame,
         decode_model,
         dump_estimator,
@@ -35,6 +36,7 @@ __all__ = [
     "Model",
     "Signature",
     "build_bundle",
+    "check_zip",
     "decode_frame",
     "decode_model",
     "dump_estimator",
@@ -53,6 +55,7 @@ _LAZY = {
     "Manifest": "conveyor.packaging._manifest",
     "Signature": "conveyor.packaging._signature",
     "build_bundle": "conveyor.packaging._bundle",
+    "check_zip": "conveyor.packaging._codec",
     "decode_frame": "conveyor.packaging._codec",
     "decode_model": "conveyor.packaging._codec",
     "dump_estimator": "conveyor.packaging._codec",

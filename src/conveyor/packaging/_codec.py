@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SavedEstimator",
+    "check_zip",
     "decode_frame",
     "decode_model",
     "dump_estimator",
@@ -39,6 +40,14 @@ __all__ = [
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 _CODEC_FORMAT = 1
 _META, _ESTIMATOR, _EXAMPLE = "meta.json", "model.skops", "example.parquet"
+
+#: Limits on a zip before anything in it is decompressed. Conveyor writes its zips stored (not
+#: compressed), so its own files are far inside them; a zip bomb (a few KB that inflate to
+#: gigabytes, or a million empty members) is refused before it costs memory. ``zipfile`` never
+#: inflates an entry past its declared size, so checking the declared sizes bounds the real ones.
+ZIP_MAX_MEMBERS = 100_000
+ZIP_MAX_TOTAL = 8 * 1024**3
+ZIP_MAX_RATIO = 200
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ def load_estimator(data: bytes, trusted: Iterable[str], *, what: str) -> Any:
     import skops.io as sio
     from skops.io.exceptions import UntrustedTypesFoundException
 
+    check_zip(data, what=what)
     allowed = sorted(trusted)
     try:
         return sio.loads(data, trusted=allowed)
@@ -190,6 +200,7 @@ def decode_model(data: bytes) -> Model:
     Raises:
         ValidationError: when ``data`` is not an encoded model or cannot be loaded here.
     """
+    check_zip(data, what="the cached model")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             meta = json.loads(archive.read(_META))
@@ -205,6 +216,42 @@ def decode_model(data: bytes) -> Model:
         ) from exc
     estimator = load_estimator(estimator_bytes, trusted, what="the cached model")
     return Model(estimator=estimator, input_example=decode_frame(example_bytes), flavor=flavor)
+
+
+def check_zip(data: bytes, *, what: str) -> None:
+    """Refuse a zip that would inflate past the limits, before any of it is decompressed.
+
+    Args:
+        data: The zip's bytes.
+        what: The file, for messages.
+
+    Raises:
+        ValidationError: the zip has more than
+            :data:`ZIP_MAX_MEMBERS` members, declares more than :data:`ZIP_MAX_TOTAL` bytes
+            in total, or inflates more than :data:`ZIP_MAX_RATIO` times its own size.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError):
+        return  # not a zip at all: nothing can inflate, and the reader names the problem
+    total = sum(member.file_size for member in members)
+    problem = None
+    if len(members) > ZIP_MAX_MEMBERS:
+        problem = f"has {len(members):,} members (the limit is {ZIP_MAX_MEMBERS:,})"
+    elif total > ZIP_MAX_TOTAL:
+        problem = f"inflates to {total:,} bytes (the limit is {ZIP_MAX_TOTAL:,})"
+    elif total > ZIP_MAX_RATIO * max(len(data), 1024):
+        problem = (
+            f"inflates {total / len(data):,.0f} times, from {len(data):,} to {total:,} bytes "
+            f"(the limit is {ZIP_MAX_RATIO} times)"
+        )
+    if problem is not None:
+        raise ValidationError(
+            f"{what} {problem}: refused as a possible zip bomb; nothing was extracted",
+            hint="Conveyor writes its zips uncompressed; rebuild the file from its training run",
+            details={"members": len(members), "declared_bytes": total, "bytes": len(data)},
+        )
 
 
 def _zip(entries: Iterable[tuple[str, bytes, int]]) -> bytes:

@@ -209,8 +209,9 @@ def _encode_estimator(estimator: Any, step: str) -> bytes:
 
 
 def _decode_estimator(data: bytes) -> Any:
-    from conveyor.packaging import load_estimator
+    from conveyor.packaging import check_zip, load_estimator
 
+    check_zip(data, what="a cached step output")
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         trusted = json.loads(zf.read(_TRUSTED_MEMBER))
         estimator = zf.read(_SKOPS_MEMBER)

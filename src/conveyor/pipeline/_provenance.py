@@ -31,15 +31,20 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import ValidationError
+from conveyor.core.paths import inside
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
     "DEFAULT_SEED",
+    "MAX_SNAPSHOT_BYTES",
+    "MAX_SNAPSHOT_MEMBERS",
+    "MAX_SNAPSHOT_MEMBER_BYTES",
     "SNAPSHOT_MEDIA_TYPE",
     "GitProbe",
     "base_seed",
@@ -81,6 +86,12 @@ _SKIPPED_DIRS = frozenset(
 # A source file larger than this is generated or data in disguise; it is left out, and said so.
 _MAX_FILE = 5 * 1024 * 1024
 _GIT_TIMEOUT_S = 10
+#: What :func:`extract_snapshot` accepts: far above a real project's source files (each of
+#: which is at most 5 MiB, see above), far below what would fill a disk or exhaust inodes.
+MAX_SNAPSHOT_MEMBERS = 50_000
+MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+MAX_SNAPSHOT_MEMBER_BYTES = 100 * 1024 * 1024
+_TAMPERED = "the snapshot was not written by Conveyor or has been tampered with"
 
 
 def _is_source(name: str) -> bool:
@@ -130,43 +141,39 @@ def code_snapshot(root: Path) -> bytes:
     return buffer.getvalue()
 
 
-def extract_snapshot(data: bytes, dest: Path) -> list[str]:
+def extract_snapshot(
+    data: bytes,
+    dest: Path,
+    *,
+    max_members: int = MAX_SNAPSHOT_MEMBERS,
+    max_bytes: int = MAX_SNAPSHOT_BYTES,
+    max_member_bytes: int = MAX_SNAPSHOT_MEMBER_BYTES,
+) -> list[str]:
     """Write a snapshot's files under ``dest``; only plain files with relative, inward paths.
+
+    Every entry is checked before the first file is written, so a refused archive leaves
+    nothing behind.
+
+    Args:
+        data: The tar's bytes.
+        dest: The folder to write into (made when missing).
+        max_members: The most entries accepted.
+        max_bytes: The most bytes accepted, all files together.
+        max_member_bytes: The most bytes accepted for one file.
 
     Returns:
         The paths written, relative to ``dest``.
 
     Raises:
-        ValidationError: the bytes are not a tar, or an entry is a link, a device, an absolute
-            path or a path leaving ``dest`` (``..``): nothing of a doubtful archive is trusted.
+        ValidationError: the bytes are not a tar; an entry is a link, a device, a sparse file,
+            an absolute path or a path leaving ``dest`` (``..``, a link on the way); or the
+            archive is larger than the limits: nothing of a doubtful archive is trusted.
     """
     written: list[str] = []
-    target = dest.resolve()
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            members = tar.getmembers()
-            for m in members:
-                parts = m.name.split("/")
-                if (
-                    not m.isfile()
-                    or m.name.startswith("/")
-                    or os.path.isabs(m.name)
-                    or ".." in parts
-                    or "\\" in m.name
-                    or ":" in parts[0]
-                ):
-                    raise ValidationError(
-                        f"code snapshot entry {m.name!r} is not a plain file with a relative "
-                        "path inside the snapshot; refusing to extract it",
-                        hint="the snapshot was not written by Conveyor or has been tampered with",
-                    )
-            for m in members:
-                path = (target / m.name).resolve()
-                if not str(path).startswith(str(target) + os.sep):
-                    raise ValidationError(
-                        f"code snapshot entry {m.name!r} leaves the extraction folder",
-                        hint="the snapshot was not written by Conveyor or has been tampered with",
-                    )
+            members = _checked_members(tar, dest, max_members, max_bytes, max_member_bytes)
+            for m, path in members:
                 source = tar.extractfile(m)
                 assert source is not None  # a regular file, checked above
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +186,64 @@ def extract_snapshot(data: bytes, dest: Path) -> list[str]:
             hint="the artifact is damaged; run the pipeline again to record a new snapshot",
         ) from exc
     return written
+
+
+def _checked_members(
+    tar: tarfile.TarFile, dest: Path, max_members: int, max_bytes: int, max_member_bytes: int
+) -> list[tuple[tarfile.TarInfo, Path]]:
+    """Every entry of ``tar`` with the path it is written to; raises at the first bad one.
+
+    Entries are read one header at a time, so an archive of millions of entries is refused at
+    the first one past the limit, not after all of them are in memory.
+    """
+    checked: list[tuple[tarfile.TarInfo, Path]] = []
+    files: set[str] = set()
+    folders: set[str] = set()
+    total = 0
+    for m in tar:
+        if len(checked) >= max_members:
+            raise ValidationError(
+                f"the code snapshot has more than {max_members} entries; refusing to extract it",
+                hint=_TAMPERED,
+            )
+        if not m.isfile() or m.issparse() or "\\" in m.name:
+            raise ValidationError(
+                f"code snapshot entry {m.name!r} is not a plain file with a relative "
+                "path inside the snapshot; refusing to extract it",
+                hint=_TAMPERED,
+            )
+        if m.size > max_member_bytes:
+            raise ValidationError(
+                f"code snapshot entry {m.name!r} has {m.size} bytes, more than the "
+                f"{max_member_bytes} allowed for one file; refusing to extract it",
+                hint=_TAMPERED,
+            )
+        total += m.size
+        if total > max_bytes:
+            raise ValidationError(
+                f"the code snapshot holds more than {max_bytes} bytes; refusing to extract it",
+                hint=_TAMPERED,
+            )
+        try:
+            path = inside(dest, m.name)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"code snapshot entry {m.name!r} is not a relative path inside the snapshot "
+                f"({exc.message}); refusing to extract it",
+                hint=_TAMPERED,
+            ) from exc
+        # A name that is both a file and a folder ("a.py" and "a.py/b.py") cannot be written.
+        parents = [p.as_posix() for p in PurePosixPath(m.name).parents][:-1]
+        if m.name in folders or any(p in files for p in parents):
+            raise ValidationError(
+                f"code snapshot entry {m.name!r} is both a file and a folder; "
+                "refusing to extract it",
+                hint=_TAMPERED,
+            )
+        files.add(m.name)
+        folders.update(parents)
+        checked.append((m, path))
+    return checked
 
 
 def git_state(root: Path) -> tuple[str | None, bool | None]:

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from conveyor import __version__
 from conveyor.access.roles import PUBLIC
 from conveyor.core.errors import ConveyorError, NotFoundError, UsageError
+from conveyor.core.names import validate_name
 from conveyor.server.dispatch import SHADOW_THREADS, Dispatcher, feedback
 from conveyor.server.errors import EXCEPTION_HANDLERS, ModelNotReadyError, RequestTooLargeError
 from conveyor.server.invocations import decode_invocations
@@ -289,7 +290,7 @@ async def _model_metadata(request: Request) -> Response:
 @requires("predict")
 async def _model_ready(request: Request) -> Response:
     # Not-ready is an answer here, not an error: the probe's body says which model.
-    name = request.path_params["name"]
+    name = _model_name(request)
     try:
         await _resolve(request)
     except NotFoundError:
@@ -307,7 +308,7 @@ async def _infer(request: Request) -> Response:
 
 @requires("predict")
 async def _feedback(request: Request) -> Response:
-    name: str = request.path_params["name"]
+    name = _model_name(request)
     if not _repository(request).versions(name):
         raise NotFoundError(
             f"there is no model '{name}'", hint="see `conveyor model list` for the models"
@@ -349,8 +350,17 @@ def _decode(served: ServedModel, body: bytes) -> InferRequest:
 
 async def _resolve(request: Request) -> ServedModel:
     """The model a request addresses: its production version, or the version in the path."""
-    name: str = request.path_params["name"]
+    name = _model_name(request)
     return await _dispatcher(request).resolve(name, request.path_params.get("version"))
+
+
+def _model_name(request: Request) -> str:
+    """The model name in the request's path, checked against the one rule before any lookup.
+
+    Raises:
+        ValidationError: the name breaks the rule (422, the rule in the hint).
+    """
+    return validate_name("model", request.path_params["name"])
 
 
 # -- MLflow's scoring protocol, and the OpenAPI document ------------------------------------------

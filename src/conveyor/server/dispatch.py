@@ -34,6 +34,7 @@ import numpy as np
 from starlette.responses import Response
 
 from conveyor.core.errors import ConveyorError, NotFoundError, ValidationError
+from conveyor.core.names import validate_name
 from conveyor.server.batching import prediction_values
 from conveyor.server.errors import MalformedRequestError
 from conveyor.server.metrics import UNKNOWN_MODEL
@@ -140,6 +141,9 @@ class Dispatcher:
         media_type: str,
         picked: list[ServedModel],
     ) -> Response:
+        # A 422 naming the rule, not a 404: a name outside it can never be served. Checked in
+        # here, not by the route, so the refused request is counted like any other.
+        validate_name("model", name)
         raw = request.path_params.get("version")
         if raw is not None:  # an explicit version: no routing, no telemetry
             served = await self._explicit(name, raw)

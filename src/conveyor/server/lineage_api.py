@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from conveyor.core.errors import UsageError
+from conveyor.core.names import validate_name
 from conveyor.server.security import requires
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ async def _models_using(request: Request) -> Response:
 async def _evaluated_on(request: Request) -> Response:
     from conveyor.lineage.graph import evaluated_on
 
-    model = _param(request, "model", example="churn")
+    model = validate_name("model", _param(request, "model", example="churn"))
     version = _int_param(request, "version")
     assert version is not None
     found = await anyio.to_thread.run_sync(evaluated_on, _store(request), model, version)
@@ -142,6 +143,8 @@ async def _at(request: Request) -> Response:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     model = request.query_params.get("model") or None
+    if model is not None:
+        validate_name("model", model)
     found = await anyio.to_thread.run_sync(
         lambda: in_production_at(_store(request), moment, model=model)
     )
@@ -152,7 +155,7 @@ async def _at(request: Request) -> Response:
 async def _diff(request: Request) -> Response:
     from conveyor.lineage.graph import diff_versions
 
-    model = _param(request, "model", example="churn")
+    model = validate_name("model", _param(request, "model", example="churn"))
     old, new = _int_param(request, "old"), _int_param(request, "new")
     assert old is not None
     assert new is not None
@@ -164,7 +167,7 @@ async def _diff(request: Request) -> Response:
 async def _changelog(request: Request) -> Response:
     from conveyor.lineage.changelog import changelog, render_markdown
 
-    name: str = request.path_params["name"]
+    name = validate_name("model", request.path_params["name"])
     fmt = _format(request, ("markdown", "json"))
     entries = await anyio.to_thread.run_sync(changelog, _store(request), name)
     if fmt == "json":

@@ -186,11 +186,15 @@ def _json(description: str, schema: str | dict[str, Any]) -> dict[str, Any]:
 
 _NOT_FOUND = _error("No such model or version.")
 _NOT_READY = _error("The model is served but not loaded.")
+_BAD_NAME = _error("The model name breaks the naming rule (1-128 letters, digits, '.', '_', '-').")
 _SCORING_ERRORS = {
     "400": _error("The body cannot be read."),
     "404": _NOT_FOUND,
     "413": _error("The body is larger than the server accepts."),
-    "422": _error("The request does not fit the model's signature; names the input."),
+    "422": _error(
+        "The model name breaks the naming rule, or the request does not fit the model's "
+        "signature; names the input."
+    ),
     "503": _NOT_READY,
 }
 _PROBE = {
@@ -228,13 +232,18 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
     }
     metadata = {
         "summary": "Model metadata",
-        "responses": {"200": _json("The model.", "ModelMetadataResponse"), "404": _NOT_FOUND},
+        "responses": {
+            "200": _json("The model.", "ModelMetadataResponse"),
+            "404": _NOT_FOUND,
+            "422": _BAD_NAME,
+        },
     }
     model_ready = {
         "summary": "Model readiness",
         "responses": {
             "200": _json("Loaded.", "ModelReadyResponse"),
             "404": _NOT_FOUND,
+            "422": _BAD_NAME,
             "503": _json("Not loaded.", "ModelReadyResponse"),
         },
     }

@@ -314,3 +314,43 @@ def test_a_store_folder_linked_outside_the_root_is_not_written_through(tmp_path:
     with pytest.raises(IntegrityError, match="through a symbolic link"):
         store.put_file(source)
     assert list(outside.iterdir()) == []
+
+
+#: Names that break the one rule but route to the handlers (no ``/`` in them).
+INVALID_NAMES = ["..", "churn..x", "-churn", ".churn", "churn%00", "a%20b", "churn%5cx", "x" * 129]
+#: The routes whose ``{p}`` is a model name, in the path or a query parameter.
+NAME_ROUTES = [
+    (method, template, kind)
+    for method, template, kind in PATH_ROUTES
+    if template.startswith(("/v2/models/{p}", "/api/models/{p}"))
+] + [
+    ("GET", template, None)
+    for template in QUERY_ROUTES
+    if "model={p}" in template or "/api/models/{p}" in template
+]
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+def test_a_model_name_outside_the_rule_is_a_422_naming_the_rule(
+    setup: Setup, client: TestClient, name: str
+) -> None:
+    requests = [
+        (method, template.replace("{p}", name), _body(kind))
+        for method, template, kind in NAME_ROUTES
+    ]
+    assert len(requests) == 13
+
+    for target, status, content in _answers(setup, client, requests):
+        assert status == 422, (target, status, content[:300])
+        assert b"is not valid" in content, target
+        assert b"1-128 letters, digits" in content, target
+
+
+def test_a_valid_but_unknown_model_name_is_still_a_404(setup: Setup, client: TestClient) -> None:
+    requests = [
+        (method, template.replace("{p}", "nosuch"), _body(kind))
+        for method, template, kind in NAME_ROUTES
+        if template.startswith("/v2/")
+    ]
+    for target, status, content in _answers(setup, client, requests):
+        assert status == 404, (target, status, content[:300])
