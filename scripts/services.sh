@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Throwaway backing services for Conveyor's integration tests: one PostgreSQL server.
+# Throwaway backing services for Conveyor's integration tests: one PostgreSQL server and one
+# Redis server (the online feature store), both on loopback.
 #
 # Usage: scripts/services.sh start|stop|status|env
 #
 #   start   initialise (first time) and start PostgreSQL on 127.0.0.1; a no-op when it already
-#           runs. Progress goes to stderr; the last line on stdout is CONVEYOR_TEST_PG_URL=...
-#   stop    stop the server (fast shutdown); safe when it is not running.
-#   status  exit 0 when running, 3 when not (the LSB convention, as pg_ctl status).
+#           runs; then the same for Redis. Progress goes to stderr; stdout ends with
+#           CONVEYOR_TEST_PG_URL=... and CONVEYOR_TEST_REDIS_URL=...
+#   stop    stop the servers (fast shutdown); safe when they are not running.
+#   status  exit 0 when both run, 3 when not (the LSB convention, as pg_ctl status).
 #   env     print export lines: eval "$(scripts/services.sh env)"
 #
 # Environment:
 #   CONVEYOR_SERVICES_DIR  state directory (default /tmp/conveyor-services)
 #   CONVEYOR_PG_PORT       TCP port on 127.0.0.1 (default 54329)
+#   CONVEYOR_REDIS_PORT    TCP port on 127.0.0.1 for Redis (default 63799)
 #
 # The server is disposable: fsync is off, so a machine crash may corrupt it; `stop`, then
 # `rm -rf "$CONVEYOR_SERVICES_DIR"` and `start` again gives a fresh one.
@@ -25,6 +28,7 @@ readonly START_TIMEOUT_S=30
 
 state_dir=${CONVEYOR_SERVICES_DIR:-/tmp/conveyor-services}
 pg_port=${CONVEYOR_PG_PORT:-54329}
+redis_port=${CONVEYOR_REDIS_PORT:-63799}
 
 die() {
     echo "services.sh: error: $*" >&2
@@ -39,6 +43,9 @@ check_config() {
     if ! [[ $pg_port =~ ^[1-9][0-9]{0,4}$ ]] || ((pg_port < 1024 || pg_port > 65535)); then
         die "CONVEYOR_PG_PORT='$pg_port' is not a port number between 1024 and 65535"
     fi
+    if ! [[ $redis_port =~ ^[1-9][0-9]{0,4}$ ]] || ((redis_port < 1024 || redis_port > 65535)); then
+        die "CONVEYOR_REDIS_PORT='$redis_port' is not a port number between 1024 and 65535"
+    fi
     [[ $state_dir == /* ]] || state_dir=$PWD/$state_dir
     # The path goes verbatim into a quoted postgresql.conf value and into a unix socket name.
     [[ $state_dir =~ ^[A-Za-z0-9_./+@:-]+$ ]] ||
@@ -46,6 +53,7 @@ check_config() {
     pg_dir=$state_dir/postgres
     pg_data=$pg_dir/data
     pg_log=$pg_dir/postgres.log
+    redis_dir=$state_dir/redis
     # sockaddr_un.sun_path holds 107 characters; postgres fails obscurely past that.
     local socket=$pg_dir/.s.PGSQL.$pg_port
     ((${#socket} <= 107)) ||
@@ -194,6 +202,63 @@ SELECT 'CREATE DATABASE $DB_NAME OWNER $DB_ROLE'
 EOF
 }
 
+redis_url() {
+    echo "redis://127.0.0.1:$redis_port/0"
+}
+
+ensure_redis_bin() {
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
+    is_root || die "redis-server not found; run this script as root to install it, or run: sudo apt-get install redis-server"
+    command -v apt-get >/dev/null || die "redis-server not found and apt-get is unavailable; install Redis yourself"
+    say "installing Redis (apt-get install redis-server)..."
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq --no-install-recommends redis-server ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server; }; } >&2 ||
+        die "apt-get could not install the 'redis-server' package (see the output above)"
+}
+
+redis_ping() {
+    [[ $(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null) == PONG ]]
+}
+
+start_redis() {
+    ensure_redis_bin
+    if redis_ping; then
+        say "redis already running on 127.0.0.1:$redis_port"
+        return
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null &&
+        die "127.0.0.1:$redis_port is in use by something that is not Redis; set CONVEYOR_REDIS_PORT to a free port"
+    mkdir -p "$redis_dir" || die "cannot create '$redis_dir'"
+    say "starting redis on 127.0.0.1:$redis_port"
+    # No persistence: the data is thrown away with the tests. Closed descriptors, as for postgres.
+    (
+        cd /
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then exec {fd}>&-; fi
+        done
+        exec redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes \
+            --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" --dir "$redis_dir" \
+            --save "" --appendonly no
+    ) || die "redis-server could not start; see $redis_dir/redis.log"
+    local started=$SECONDS
+    until redis_ping; do
+        ((SECONDS - started < START_TIMEOUT_S)) ||
+            die "redis did not answer within ${START_TIMEOUT_S} s; see $redis_dir/redis.log"
+        sleep 0.1
+    done
+}
+
+stop_redis() {
+    command -v redis-cli >/dev/null && redis_ping || {
+        say "redis is not running"
+        return 0
+    }
+    redis-cli -h 127.0.0.1 -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+    say "redis stopped"
+}
+
 cmd_start() {
     ensure_pg_bin
     ensure_os_user
@@ -218,10 +283,13 @@ cmd_start() {
     fi
     # Cheap and idempotent; also repairs a start that was interrupted before this step.
     ensure_database
+    start_redis
     echo "CONVEYOR_TEST_PG_URL=$(pg_url)"
+    echo "CONVEYOR_TEST_REDIS_URL=$(redis_url)"
 }
 
 cmd_stop() {
+    stop_redis
     pg_bin=$(find_pg_bin)
     if [[ -z $pg_bin || ! -f $pg_data/PG_VERSION ]]; then
         say "postgres is not running"
@@ -247,10 +315,17 @@ cmd_status() {
         echo "postgres: not running"
         return 3
     fi
+    if command -v redis-cli >/dev/null && redis_ping; then
+        echo "redis: running on 127.0.0.1:$redis_port"
+    else
+        echo "redis: not running"
+        return 3
+    fi
 }
 
 cmd_env() {
     printf 'export CONVEYOR_TEST_PG_URL=%q\n' "$(pg_url)"
+    printf 'export CONVEYOR_TEST_REDIS_URL=%q\n' "$(redis_url)"
 }
 
 main() {

@@ -29,6 +29,7 @@ __all__ = [
     "deployment",
     "evaluation",
     "feature_definition",
+    "feature_service",
     "gate_result",
     "incident",
     "lineage_edge",
@@ -36,6 +37,7 @@ __all__ = [
     "metric",
     "model",
     "model_version",
+    "monitoring_window",
     "pipeline_run",
     "principal",
     "routing",
@@ -139,6 +141,22 @@ feature_definition = sa.Table(
     sa.Column("entity", sa.String(128), nullable=False),
     sa.Column("dtype", sa.String(32), nullable=False),
     sa.Column("owner", sa.String(128)),
+    _at(),
+    # 0008: what the definition computes, for humans and for rebuilding it.
+    sa.Column("description", sa.Text),
+    sa.Column("source", sa.String(256)),
+    sa.Column("spec", JSON),
+)
+
+# The features one model uses, each at an exact version; versioned by the digest of that list.
+feature_service = sa.Table(
+    "feature_service",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(80), primary_key=True),
+    sa.Column("features", JSON, nullable=False),
+    sa.Column("owner", sa.String(128)),
+    sa.Column("description", sa.Text),
     _at(),
 )
 
@@ -405,6 +423,14 @@ alert = sa.Table(
     sa.Column("since", UTCDateTime(), nullable=False),
     sa.Column("value", sa.Float),
     sa.Column("labels", JSON),
+    # 0008: one row per (rule, model); state moves inactive -> pending -> firing -> resolved.
+    sa.Column("model", sa.String(128)),
+    sa.Column("evidence", JSON),
+    sa.Column("fired_at", UTCDateTime()),
+    sa.Column("resolved_at", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime()),
+    sa.Column("incident_id", sa.String(32)),
+    sa.Index("ix_alert_model_rule", "model", "rule"),
 )
 
 incident = sa.Table(
@@ -417,6 +443,25 @@ incident = sa.Table(
     sa.Column("evidence", JSON),
     sa.Column("opened_at", UTCDateTime(), nullable=False),
     sa.Column("resolved_at", UTCDateTime()),
+    # 0008: who handled it, and the rule and runbook behind it.
+    sa.Column("rule", sa.String(128)),
+    sa.Column("runbook", sa.Text),
+    sa.Column("acked_at", UTCDateTime()),
+    sa.Column("acked_by", sa.String(128)),
+    sa.Column("resolved_by", sa.String(128)),
+)
+
+# Monitoring metrics of one model (and version) over one window of live traffic.
+monitoring_window = sa.Table(
+    "monitoring_window",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("start", UTCDateTime(), nullable=False),
+    sa.Column("end", UTCDateTime(), nullable=False),
+    sa.Column("metrics", JSON, nullable=False),
+    sa.Index("ix_monitoring_window_model_start", "model", "start"),
 )
 
 audit_event = sa.Table(
