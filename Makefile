@@ -36,9 +36,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# The whole suite: unit, integration (SQLite, PostgreSQL, S3 API, real servers) and end to end.
+# The whole suite: unit, integration (SQLite, PostgreSQL, Redis, S3 API, real servers) and end to
+# end. Two workers (one database each) run everything but the timing-sensitive tests, which then
+# run alone so that no other test competes with their measurements.
+TEST_PATHS := tests examples/churn/tests
 test: setup lint typecheck services
-	eval "$$(bash $(SERVICES) env)" && $(BIN)/python -m pytest -q tests examples/churn/tests
+	eval "$$(bash $(SERVICES) env)" && \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" $(TEST_PATHS) && \
+	$(BIN)/python -m pytest -q -m serial $(TEST_PATHS)
 
 # Fast loop while developing: no services, no PostgreSQL tests.
 unit: setup

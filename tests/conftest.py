@@ -24,13 +24,37 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def postgres_url() -> str:
+    """The test database's URL: under pytest-xdist, a database of this worker's own."""
     url = os.environ.get(PG_URL_VAR)
     if not url:
         pytest.fail(
             f"{PG_URL_VAR} is not set: run the suite with `make test` (it starts PostgreSQL), "
             "or deselect with -m 'not postgres'"
         )
-    return url
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return url
+    return _worker_database(url, worker)
+
+
+_WORKER_URLS: dict[str, str] = {}
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """``url`` with its database name suffixed by the worker id; created on first use."""
+    if worker not in _WORKER_URLS:
+        base = sa.make_url(url)
+        name = f"{base.database}_{worker}"
+        engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if exists is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        _WORKER_URLS[worker] = base.set(database=name).render_as_string(hide_password=False)
+    return _WORKER_URLS[worker]
 
 
 def _reset_postgres(url: str) -> None:

@@ -187,6 +187,7 @@ def test_corrupt_bundle_file_is_refused_with_exit_3(project: Path) -> None:
     assert digest in line
 
 
+@pytest.mark.serial  # a canary under live traffic: run alone, after the parallel part
 def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     result = conveyor("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.code == 0, result.err + result.out

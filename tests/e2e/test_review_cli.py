@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.e2e._cli import conveyor
+
+# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -19,6 +19,9 @@ from conveyor.project import open_project, promote, review
 from conveyor.registry import gate_results, get_version, list_evaluations
 from conveyor.store.metadata.schema import evaluation as evaluation_table
 
+# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path

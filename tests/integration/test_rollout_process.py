@@ -29,6 +29,9 @@ from conveyor.deploy import controller as ctl
 from conveyor.server.dispatch import ROUTING_KEY_HEADER
 from conveyor.store.metadata import MetadataStore
 
+# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path

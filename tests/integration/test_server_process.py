@@ -16,6 +16,9 @@ import pytest
 from tests.integration._processes import Server, start_server
 from tests.unit.server._support import MODEL, infer_body, promote, register, rollback, rows
 
+# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path

@@ -72,6 +72,7 @@ def test_identical_models_differ_by_exactly_zero() -> None:
     assert not got.lower_bound_ok(0.005)
 
 
+@pytest.mark.serial  # times itself: run alone, after the parallel part
 def test_bootstrap_is_fast_and_finds_a_real_improvement() -> None:
     data = churn()
     start = time.perf_counter()

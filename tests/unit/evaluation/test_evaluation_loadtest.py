@@ -34,6 +34,9 @@ from conveyor.evaluation.loadtest import (
     run_inference_test,
 )
 
+# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 if TYPE_CHECKING:
     import pandas as pd
 

@@ -25,6 +25,9 @@ from conveyor.deploy.state import write_routing
 from conveyor.server import create_app
 from conveyor.server.dispatch import ROUTING_KEY_HEADER
 
+# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
+pytestmark = pytest.mark.serial
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
