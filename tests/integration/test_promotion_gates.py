@@ -19,9 +19,6 @@ from conveyor.project import open_project, promote, review
 from conveyor.registry import gate_results, get_version, list_evaluations
 from conveyor.store.metadata.schema import evaluation as evaluation_table
 
-# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
-pytestmark = pytest.mark.serial
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
@@ -260,6 +257,7 @@ def test_policy_errors_are_refused_with_file_and_line_before_anything_runs(
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a latency budget: run alone, after the parallel part of `make test`
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_inference_test_holds_a_model_that_breaks_its_latency_budget(
     make_project: Callable[[str], Project],
