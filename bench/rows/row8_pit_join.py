@@ -1,7 +1,8 @@
 """Row 8: point-in-time join of 10M label rows against 50M feature rows.
 
-Anchor: pandas ``merge_asof`` (pandas 3, in bench/.venv-pandas). The Conveyor side lands with
-issue 9 (feature store). Quick mode scales down to 1M x 5M.
+Anchor: pandas ``merge_asof`` (pandas 3, in bench/.venv-pandas). Conveyor side:
+``conveyor.features.point_in_time_join`` (DuckDB ``ASOF LEFT JOIN``) on the same generated data
+(``sides/conveyor_pit_join.py``). Quick mode scales down to 1M x 5M.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ from rows._common import SIDES, Context
 
 def build(ctx: Context) -> list[Benchmark]:
     pandas = ctx.anchor("pandas")
+    conveyor = ctx.conveyor()
     labels, features = (1_000_000, 5_000_000) if ctx.quick else (10_000_000, 50_000_000)
     sides = [
-        Side("conveyor", "conveyor", [], unavailable="pending: conveyor side lands with issue 9"),
+        Side(
+            "conveyor",
+            "conveyor",
+            [conveyor.python, str(SIDES / "conveyor_pit_join.py"), str(labels), str(features), "7"],
+            cwd=ctx.work("row8"),
+            unavailable=conveyor.unavailable,
+            probe=[conveyor.python, str(SIDES / "conveyor_pit_join.py"), "--probe"],
+            timeout=1800,
+        ),
         Side(
             "pandas merge_asof",
             "anchor",
@@ -46,7 +56,6 @@ def build(ctx: Context) -> list[Benchmark]:
                     Goal(">= 5x faster", min_ratio=5),
                 )
             ],
-            pending="conveyor side lands with issue 9",
             warmup=0,
             rounds=1 if ctx.quick else 3,
             notes=notes,

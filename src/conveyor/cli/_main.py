@@ -34,6 +34,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("conveyor.cli.demo", "demo"),
     "deploy": ("conveyor.cli.deploy", "deploy"),
     "evaluate": ("conveyor.cli.evaluate", "evaluate"),
+    "features": ("conveyor.cli.features", "features"),
     "lineage": ("conveyor.cli.lineage", "lineage"),
     "model": ("conveyor.cli.model", "model"),
     "promote": ("conveyor.cli.model", "promote"),
@@ -91,6 +92,7 @@ def cli(
     conveyor serve                        Open Inference Protocol v2 server for production versions
     conveyor deploy MODEL VERSION         canary / shadow / blue-green rollout, analysed
     conveyor rollout status|pause|abort   watch and control a rollout
+    conveyor features apply|materialize   versioned features, training sets, online values
     conveyor lineage upstream|downstream  where a model, dataset or run came from / went
     conveyor changelog MODEL              the model's history, generated from the store
     conveyor audit verify                 check the tamper-evident audit trail

@@ -83,6 +83,20 @@ class LineageSection(_Section):
     openlineage: OpenLineageSection = Field(default_factory=OpenLineageSection)
 
 
+class FeaturesSection(_Section):
+    """Where the feature store keeps its values (``conveyor features ...``, the server's lookup)."""
+
+    online: str = Field(
+        default="sqlite",
+        description='"sqlite" (a file under .conveyor/), "sqlite:///PATH" or '
+        '"redis://HOST:PORT/DB[#KEYPREFIX]" (with conveyor[redis])',
+    )
+    offline: str = Field(
+        default=".conveyor/features/offline",
+        description="the folder of materialised values (Parquet), relative to the project",
+    )
+
+
 class Config(_Section):
     """A validated project configuration with every path made absolute."""
 
@@ -96,6 +110,7 @@ class Config(_Section):
     policies: Path | None = None
     serve: ServeSection = Field(default_factory=ServeSection)
     lineage: LineageSection = Field(default_factory=LineageSection)
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
 
     @property
     def state_dir(self) -> Path:
@@ -114,6 +129,7 @@ class _FileSchema(_Section):
     policies: str | None = None
     serve: ServeSection = Field(default_factory=ServeSection)
     lineage: LineageSection = Field(default_factory=LineageSection)
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -196,6 +212,7 @@ def load_config(project_dir: Path | None = None, overrides: dict[str, Any] | Non
 
     values: dict[str, Any] = parsed.model_dump()
     values["serve"] = dict(values["serve"])
+    values["features"] = dict(values["features"])
     _apply_environment(values)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -239,6 +256,12 @@ def _apply_environment(values: dict[str, Any]) -> None:
     for key, var in (("store", env.CONVEYOR_STORE), ("artifacts", env.CONVEYOR_ARTIFACTS)):
         if os.environ.get(var):
             values[key] = os.environ[var]
+    for key, var in (
+        ("online", env.CONVEYOR_FEATURES_ONLINE),
+        ("offline", env.CONVEYOR_FEATURES_OFFLINE),
+    ):
+        if os.environ.get(var):
+            values["features"][key] = os.environ[var]
     if os.environ.get(env.CONVEYOR_HOST):
         values["serve"]["host"] = os.environ[env.CONVEYOR_HOST]
     numbers: tuple[tuple[str, str, type[int] | type[float]], ...] = (

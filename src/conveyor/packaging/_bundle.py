@@ -137,6 +137,7 @@ def build_bundle(
         datasets=_datasets(datasets or {}),
         run_id=run_id,
         created_by=created_by,
+        features=_features(model),
     )
     ref = artifacts.put_bytes(manifest.to_yaml())
     if saved.trusted:
@@ -368,3 +369,19 @@ def _datasets(datasets: dict[str, str]) -> dict[str, str]:
                 hint='pass datasets as {"train": "<dataset version digest>"}',
             )
     return dict(datasets)
+
+
+def _features(model: Model) -> dict[str, Any] | None:
+    """The manifest's ``features`` entry from the model's feature service, checked."""
+    if model.features is None:
+        return None
+    entry = model.features.manifest_entry()
+    shape = {"service": str, "version": str, "entity": str, "features": list}
+    if not isinstance(entry, dict) or any(
+        not isinstance(entry.get(k), t) for k, t in shape.items()
+    ):
+        raise ValidationError(
+            f"Model.features gave a manifest entry {entry!r}",
+            hint="pass a conveyor.features.FeatureService as Model(features=...)",
+        )
+    return {k: entry[k] for k in shape}

@@ -11,6 +11,8 @@ a fixed order and every mapping inside sorted, so equal manifests are equal byte
     metrics: {roc_auc: 0.87}
     params: {seed: 7}
     datasets: {train: blake3:...}
+    features: {service: churn, version: blake3:..., entity: customer_id,
+               features: [amount_30d@blake3:..., ...]}        (only when the model has them)
     run_id: 0193...
     files:
       env/requirements.txt: {digest: blake3:..., size: 120}
@@ -69,6 +71,9 @@ class Manifest:
         params: Parameters of the training run.
         datasets: Role (``train``, ``eval``) -> dataset version digest.
         run_id: The pipeline run that produced the model.
+        features: The feature service the model is served with: ``service``, ``version``,
+            ``entity`` (the key a request gives) and ``features`` (each ``name@version``).
+            Absent from the YAML when None, so bundles without features keep their digests.
         created_by: Who packaged it; part of the digest, so usually left out (the registry
             records who registered each version).
         bundle_format: Version of this layout.
@@ -86,6 +91,7 @@ class Manifest:
     run_id: str | None = None
     created_by: str | None = None
     bundle_format: int = BUNDLE_FORMAT
+    features: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as plain data, keys in the order they are written."""
@@ -97,8 +103,15 @@ class Manifest:
             "metrics": dict(sorted(self.metrics.items())),
             "params": _sorted(self.params),
             "datasets": dict(sorted(self.datasets.items())),
-            "run_id": self.run_id,
         }
+        if self.features is not None:
+            doc["features"] = {
+                "service": self.features["service"],
+                "version": self.features["version"],
+                "entity": self.features["entity"],
+                "features": sorted(self.features["features"]),
+            }
+        doc["run_id"] = self.run_id
         if self.created_by is not None:
             doc["created_by"] = self.created_by
         doc["files"] = {
@@ -162,6 +175,7 @@ class Manifest:
                 run_id=parsed.run_id,
                 created_by=parsed.created_by,
                 bundle_format=parsed.bundle_format,
+                features=None if parsed.features is None else parsed.features.model_dump(),
             )
         except _PydanticValidationError as exc:
             err = exc.errors()[0]
@@ -277,6 +291,13 @@ class _SkopsDoc(_Doc):
     trusted: list[str] = Field(default_factory=list)
 
 
+class _FeaturesDoc(_Doc):
+    service: str
+    version: str
+    entity: str
+    features: list[str]
+
+
 class _ManifestDoc(_Doc):
     bundle_format: int = Field(ge=1)
     name: str
@@ -285,6 +306,7 @@ class _ManifestDoc(_Doc):
     metrics: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     datasets: dict[str, str] = Field(default_factory=dict)
+    features: _FeaturesDoc | None = None
     run_id: str | None = None
     created_by: str | None = None
     files: dict[str, _FileDoc]

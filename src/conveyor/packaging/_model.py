@@ -27,11 +27,15 @@ class Model:
             inferred from its columns and dtypes, and a column may hold nulls in production
             only if it holds one here.
         flavor: How the estimator is saved and called; only ``"sklearn"`` for now.
+        features: The feature service the model was trained with and is served with (a
+            ``conveyor.features.FeatureService``); the bundle records its exact feature
+            versions, so a deployment serving other versions is refused.
     """
 
     estimator: Any
     input_example: pd.DataFrame
     flavor: str = "sklearn"
+    features: Any = None
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
@@ -45,6 +49,15 @@ class Model:
                 f"Model.input_example must be a pandas DataFrame, not "
                 f"{type(self.input_example).__name__}",
                 hint="pass a few rows of the training input, e.g. `X_train.head(5)`",
+            )
+        # Duck-typed: packaging sits below the feature store and does not import it.
+        if self.features is not None and not callable(
+            getattr(self.features, "manifest_entry", None)
+        ):
+            raise ValidationError(
+                f"Model.features must be a conveyor.features.FeatureService, not "
+                f"{type(self.features).__name__}",
+                hint="pass the FeatureService whose features the model was trained on",
             )
         if not hasattr(self.estimator, "predict"):
             raise ValidationError(

@@ -68,6 +68,7 @@ def start_deploy(
 
     steps = parse_steps(strategy, canary)
     settings = analysis_settings(project)
+    check_features(project, model=model, version=version)
     with project.metadata.read() as conn:
         active = active_rollout(conn, model)
     if active is not None and active.candidate_version == version:
@@ -84,6 +85,29 @@ def start_deploy(
         reason=reason,
     )
     return started, superseded, False
+
+
+def check_features(project: Project, *, model: str, version: int) -> None:
+    """Refuse to deploy a version whose feature service no longer serves the exact feature
+    versions it was trained with (a changed transformation gives a new feature version).
+
+    The serving side is the service's newest registered version (``conveyor features apply``).
+
+    Raises:
+        FeatureMismatchError: naming each feature whose trained and serving versions differ.
+        UnknownFeatureError: the model's feature service is not registered in this store.
+    """
+    from conveyor.packaging import Manifest
+    from conveyor.registry.queries import get_version
+
+    found = get_version(project.metadata, model, version)
+    manifest = Manifest.from_yaml(project.artifacts.get_bytes(found.artifact_digest))
+    if manifest.features is None:
+        return
+    from conveyor.features import check_serving_features, get_service
+
+    serving = get_service(project.metadata, str(manifest.features["service"]))
+    check_serving_features(manifest.features["features"], serving)
 
 
 def tick_rollout(project: Project, *, model: str, actor: str) -> TickOutcome:

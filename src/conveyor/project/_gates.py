@@ -73,6 +73,8 @@ def promote(
         ConflictError: the move is not allowed, or the model changed while the gates ran.
         CheckFailedError: a check failed; nothing moved, every result is recorded.
         ApprovalPendingError: every check passed and reviews are missing.
+        FeatureMismatchError: to production, when the model's feature service now serves other
+            feature versions than it was trained with.
     """
     from conveyor.registry import (
         Evidence,
@@ -88,6 +90,11 @@ def promote(
     store = project.metadata
     current = get_version(store, model, version)
     gates = gates_for(current, to)  # refuses a skipped stage before anything runs
+    if to == "production":
+        from conveyor.project._deploy import check_features
+
+        # Production is served: its features must be the versions it was trained with.
+        check_features(project, model=model, version=version)
     with store.read() as conn:
         token = model_state(conn, model)
     production = production_version(store, model)

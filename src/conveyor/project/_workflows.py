@@ -246,6 +246,18 @@ def _register(
         actor=actor,
         description=section.description,
     )
+    features = bundle.manifest.features
+    if created and features is not None:
+        # The exact feature versions the bundle serves with are the model's inputs.
+        with project.metadata.write(actor) as tx:
+            add_edges(
+                tx.conn,
+                [
+                    (node("feature", ref), model_node(section.name, version.version), "input")
+                    for ref in features["features"]
+                ],
+                tx.at,
+            )
     if created and section.metrics is not None:
         # The run that measured the version's metrics, beside the one that trained it.
         measured = next(s for s in result.steps if s.name == section.metrics)
