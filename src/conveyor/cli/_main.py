@@ -26,17 +26,23 @@ __all__ = ["cli", "main"]
 # Subcommands are imported only when invoked (or when --help lists them), so that starting the
 # CLI never pays for pandas, scikit-learn or the web stack.
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "alerts": ("conveyor.cli.monitor", "alerts"),
     "approve": ("conveyor.cli.review", "approve"),
     "audit": ("conveyor.cli.audit", "audit"),
     "auth": ("conveyor.cli.auth", "auth"),
     "changelog": ("conveyor.cli.lineage", "changelog"),
+    "ci": ("conveyor.cli.ci", "ci"),
     "data": ("conveyor.cli.data", "data"),
     "demo": ("conveyor.cli.demo", "demo"),
     "deploy": ("conveyor.cli.deploy", "deploy"),
     "evaluate": ("conveyor.cli.evaluate", "evaluate"),
     "features": ("conveyor.cli.features", "features"),
+    "incident": ("conveyor.cli.monitor", "incident"),
+    "init": ("conveyor.cli.init", "init"),
     "lineage": ("conveyor.cli.lineage", "lineage"),
     "model": ("conveyor.cli.model", "model"),
+    "monitor": ("conveyor.cli.monitor", "monitor"),
+    "package": ("conveyor.cli.package", "package"),
     "promote": ("conveyor.cli.model", "promote"),
     "reject": ("conveyor.cli.review", "reject"),
     "reproduce": ("conveyor.cli.reproduce", "reproduce"),
@@ -83,16 +89,21 @@ def cli(
     """Conveyor: continuous delivery of machine-learning models.
 
     \b
+    conveyor init NAME                    a new project laid out for delivery, with CI workflows
     conveyor run                          run the pipeline (cached steps skipped), register
+    conveyor ci [--stage candidate]       pipeline + gates in CI: report.md, junit.xml, metrics
     conveyor model list [MODEL]           models, versions and stages
     conveyor promote MODEL VERSION --to   promote through the gates of policies.yaml
     conveyor approve MODEL VERSION        review a version for a stage (never your own)
     conveyor reproduce MODEL VERSION      rebuild a version from its records and compare
     conveyor rollback MODEL               put the previous production version back at once
     conveyor serve                        Open Inference Protocol v2 server for production versions
+    conveyor package M V --dockerfile     a reproducible Dockerfile serving a version
     conveyor deploy MODEL VERSION         canary / shadow / blue-green rollout, analysed
     conveyor rollout status|pause|abort   watch and control a rollout
     conveyor features apply|materialize   versioned features, training sets, online values
+    conveyor monitor run                  drift, performance and alert rules over live traffic
+    conveyor incident list|show|ack       what went wrong in production, with its timeline
     conveyor lineage upstream|downstream  where a model, dataset or run came from / went
     conveyor changelog MODEL              the model's history, generated from the store
     conveyor audit verify                 check the tamper-evident audit trail

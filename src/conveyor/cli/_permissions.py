@@ -12,6 +12,9 @@ from __future__ import annotations
 __all__ = ["COMMANDS", "permission_for"]
 
 COMMANDS: dict[str, str] = {
+    "init": "public",  # writes a new folder; no project, no store yet
+    "ci": "run",
+    "package": "read",
     "run": "run",
     "evaluate": "run",
     "reproduce": "read",
@@ -38,6 +41,15 @@ COMMANDS: dict[str, str] = {
     "lineage at": "read",
     "lineage diff": "read",
     "changelog": "read",
+    # Its rules' actions can halt a rollout and roll production back.
+    "monitor run": "rollback",
+    "monitor status": "read",
+    "alerts list": "read",
+    "incident list": "read",
+    "incident show": "read",
+    "incident timeline": "read",
+    "incident ack": "deploy",
+    "incident resolve": "deploy",
     "features list": "read",
     "features show": "read",
     "features apply": "register",

@@ -97,6 +97,27 @@ class FeaturesSection(_Section):
     )
 
 
+class InferenceLogSection(_Section):
+    """What ``conveyor serve`` logs of each answered request for monitoring (Parquet files)."""
+
+    enabled: bool = True
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0, description="share of requests")
+    queue_size: int = Field(default=10_000, ge=1, description="records waiting at most")
+    batch_size: int = Field(default=1_000, ge=1)
+    dir: str = Field(default=".conveyor/inference-log", description="relative to the project")
+
+
+class MonitoringSection(_Section):
+    """``conveyor monitor``: the alert rules, and the inference log the server writes."""
+
+    rules: str | None = Field(
+        default=None, description="the rules file; default monitoring.yaml or alerts.yaml"
+    )
+    window_s: float = Field(default=300.0, gt=0)
+    interval_s: float = Field(default=60.0, gt=0)
+    log: InferenceLogSection = Field(default_factory=InferenceLogSection)
+
+
 class Config(_Section):
     """A validated project configuration with every path made absolute."""
 
@@ -111,6 +132,7 @@ class Config(_Section):
     serve: ServeSection = Field(default_factory=ServeSection)
     lineage: LineageSection = Field(default_factory=LineageSection)
     features: FeaturesSection = Field(default_factory=FeaturesSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
     @property
     def state_dir(self) -> Path:
@@ -130,6 +152,7 @@ class _FileSchema(_Section):
     serve: ServeSection = Field(default_factory=ServeSection)
     lineage: LineageSection = Field(default_factory=LineageSection)
     features: FeaturesSection = Field(default_factory=FeaturesSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

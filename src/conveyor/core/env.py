@@ -6,6 +6,7 @@ Precedence everywhere is: command-line flag > environment variable > ``conveyor.
 from __future__ import annotations
 
 __all__ = [
+    "CONVEYOR_ALERT_WEBHOOK",
     "CONVEYOR_ARTIFACTS",
     "CONVEYOR_CONFIG",
     "CONVEYOR_FEATURES_OFFLINE",
@@ -36,6 +37,8 @@ CONVEYOR_PORT = "CONVEYOR_PORT"
 CONVEYOR_POLL_INTERVAL = "CONVEYOR_POLL_INTERVAL"
 #: Logging level of the entry points (``DEBUG``, ``INFO``, ``WARNING``).
 CONVEYOR_LOG_LEVEL = "CONVEYOR_LOG_LEVEL"
+#: The webhook URL alert notifications are posted to (a secret: never in a versioned file).
+CONVEYOR_ALERT_WEBHOOK = "CONVEYOR_ALERT_WEBHOOK"
 #: The online feature store (``features.online``) and the offline store's folder.
 CONVEYOR_FEATURES_ONLINE = "CONVEYOR_FEATURES_ONLINE"
 CONVEYOR_FEATURES_OFFLINE = "CONVEYOR_FEATURES_OFFLINE"

@@ -59,10 +59,11 @@ from conveyor.server.tensors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from starlette.requests import Request
 
+    from conveyor.monitoring import InferenceLogger
     from conveyor.server.repository import ServedModel
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
@@ -86,6 +87,7 @@ def create_app(
     version: int | None = None,
     access: ServerAccess | None = None,
     allowed_hosts: list[str] | None = None,
+    inference_log: InferenceLogger | None = None,
 ) -> Starlette:
     """The inference server as an ASGI application.
 
@@ -103,6 +105,9 @@ def create_app(
         access: Who may call what (see :mod:`conveyor.server.security`); by default inference
             is open and the management API needs a bearer token.
         allowed_hosts: Answer only these ``Host`` names (None: any).
+        inference_log: Log every answered request (and labels sent as feedback) there for
+            monitoring; the app closes it, writing what is queued, when it stops. Its counters
+            and the monitoring state (alerts, windows, incidents) join ``/metrics``.
 
     Raises:
         UsageError: ``version`` is given without exactly one model.
@@ -122,6 +127,11 @@ def create_app(
         shadow_run_sync=shadows.run_sync,
     )
     dispatcher = Dispatcher(repository, metrics, recorder)
+    dispatcher.inference_log = inference_log
+    if inference_log is not None:
+        from conveyor.monitoring import MonitoringCollector
+
+        metrics.registry.register(_Tolerant(MonitoringCollector(metadata, logger=inference_log)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -141,6 +151,9 @@ def create_app(
         if recorder is not None:  # the last window, so a stopped replica's evidence counts
             with anyio.CancelScope(shield=True):
                 await _flush_once(recorder, repository, metadata)
+        if inference_log is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(inference_log.close)
 
     access = access or ServerAccess()
     routes = [
@@ -158,6 +171,25 @@ def create_app(
     app.state.recorder = recorder
     app.state.dispatcher = dispatcher
     return app
+
+
+class _Tolerant:
+    """A Prometheus collector that yields nothing while the store behind it is unreachable, so
+    a scrape still gets the serving metrics during a store outage."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def describe(self) -> list[Any]:
+        return []  # nothing to check at registration: no query before the first scrape
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            found = list(self._inner.collect())
+        except ConveyorError as exc:
+            logger.warning("monitoring metrics left out of /metrics: %s", exc.message)
+            return iter(())
+        return iter(found)
 
 
 class _ShadowThreads:
@@ -314,7 +346,8 @@ async def _feedback(request: Request) -> Response:
             f"there is no model '{name}'", hint="see `conveyor model list` for the models"
         )
     payload = parse_json(await _read_body(request))
-    return JSONResponse(feedback(request.app.state.recorder, name, payload))
+    log = _dispatcher(request).inference_log
+    return JSONResponse(feedback(request.app.state.recorder, name, payload, inference_log=log))
 
 
 def _dispatcher(request: Request) -> Dispatcher:

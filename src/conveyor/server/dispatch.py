@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from starlette.requests import Request
 
+    from conveyor.monitoring import InferenceLogger
     from conveyor.server.batching import Answer
     from conveyor.server.metrics import ServerMetrics
     from conveyor.server.recorder import ServingRecorder
@@ -96,6 +97,8 @@ class Dispatcher:
         self.repository = repository
         self.metrics = metrics
         self.recorder = recorder
+        #: Where answered requests are logged for monitoring (None: not logged).
+        self.inference_log: InferenceLogger | None = None
         self.tasks: TaskGroup | None = None  # set by the application's lifespan
         self._shadows_in_flight = 0
 
@@ -169,6 +172,16 @@ class Dispatcher:
             picked.append(served)
         self._record(served, LIVE_ROLE, started, 200)
         self._remember(served, checked, answer)
+        if self.inference_log is not None:
+            # Never waits: the writer thread turns the columns into rows, off the request path.
+            self.inference_log.log(
+                served.name,
+                served.version,
+                checked.id,
+                _LoggedRows(checked),
+                answer.predictions.get("predict"),
+                time.perf_counter() - started,
+            )
         if route.shadow is not None and route.mirrors():
             self._mirror(route.shadow, decode, data, served, answer)
         return _response(answer, served, checked, media_type)
@@ -384,16 +397,11 @@ def _parse_version(name: str, raw: str) -> int:
 # -- feedback ----------------------------------------------------------------------------------
 
 
-def feedback(recorder: ServingRecorder | None, name: str, payload: Any) -> dict[str, Any]:
-    """Record labels that came back for earlier answers; what was recorded and what is unknown.
-
-    ``payload`` is ``{"id": ..., "label": ...}`` (``label`` a list for a multi-row request), or
-    ``{"feedback": [{"id": ..., "label": ...}, ...]}``.
+def _feedback_items(payload: Any) -> list[dict[str, Any]]:
+    """The ``{"id", "label"}`` items of a feedback payload, checked.
 
     Raises:
-        MalformedRequestError: the payload has another shape.
-        ValidationError: a label count differs from the answer's row count.
-        NotFoundError: no id is known to this server.
+        MalformedRequestError: the payload or an item has another shape.
     """
     items = payload.get("feedback") if isinstance(payload, dict) else None
     if items is None and isinstance(payload, dict) and "id" in payload:
@@ -404,14 +412,52 @@ def feedback(recorder: ServingRecorder | None, name: str, payload: Any) -> dict[
             hint="send the request id the answer carried (its `id` or X-Request-Id header) and "
             "the true label",
         )
-    recorded = 0
-    unknown: list[str] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict) or "id" not in item or "label" not in item:
             raise MalformedRequestError(
                 f"feedback item {index} needs an `id` and a `label`",
                 hint='e.g. {"id": "<request id>", "label": 1}',
             )
+    return items
+
+
+class _LoggedRows:
+    """A request's input columns, turned into row mappings only when the log writer asks."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: InferRequest) -> None:
+        self._request = request
+
+    def to_dict(self, orient: str = "records") -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._request.frame().to_dict(orient="records")
+        return rows
+
+
+def feedback(
+    recorder: ServingRecorder | None,
+    name: str,
+    payload: Any,
+    *,
+    inference_log: InferenceLogger | None = None,
+) -> dict[str, Any]:
+    """Record labels that came back for earlier answers; what was recorded and what is unknown.
+
+    ``payload`` is ``{"id": ..., "label": ...}`` (``label`` a list for a multi-row request), or
+    ``{"feedback": [{"id": ..., "label": ...}, ...]}``. With an inference log, every label is
+    also logged for monitoring, which joins it to the logged request by id, whichever replica
+    answered it; an id this replica does not know is then not an error.
+
+    Raises:
+        MalformedRequestError: the payload has another shape.
+        ValidationError: a label count differs from the answer's row count.
+        NotFoundError: no id is known to this server.
+    """
+    items = _feedback_items(payload)
+    recorded = 0
+    logged = 0
+    unknown: list[str] = []
+    for index, item in enumerate(items):
         found = recorder.recall(str(item["id"])) if recorder is not None else None
         if found is None or found.model != name:
             unknown.append(str(item["id"]))
@@ -431,12 +477,18 @@ def feedback(recorder: ServingRecorder | None, name: str, payload: Any) -> dict[
             else:
                 telemetry.record_feedback(correct=_equal(label, predicted))
             recorded += 1
-    if not recorded and unknown:
+    if inference_log is not None:  # once every item is known good: nothing logged half-way
+        for item in items:
+            logged += inference_log.log_labels(name, str(item["id"]), item["label"])
+    if not recorded and unknown and inference_log is None:
         raise NotFoundError(
             f"no answer with id {unknown[0]!r} is known to this server",
             hint="feedback goes to the replica that answered, within its last 100,000 answers",
         )
-    return {"recorded": recorded, "unknown": unknown}
+    result: dict[str, Any] = {"recorded": recorded, "unknown": unknown}
+    if inference_log is not None:
+        result["logged"] = logged
+    return result
 
 
 def _equal(label: Any, predicted: Any) -> bool:

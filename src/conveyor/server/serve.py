@@ -17,6 +17,7 @@ from conveyor.store.metadata import MetadataStore
 
 if TYPE_CHECKING:
     from conveyor.core.config import Config
+    from conveyor.monitoring import InferenceLogger
 
 __all__ = ["listen", "serve"]
 
@@ -51,6 +52,7 @@ def serve(config: Config, *, version: int | None = None) -> None:
             version=version,
             access=ServerAccess(inference=config.serve.auth.inference),
             allowed_hosts=_allowed_hosts(config),
+            inference_log=_inference_log(config, version),
         )
         if version is not None:
             # Load now rather than in the app's startup, which logs a failure and keeps going
@@ -68,6 +70,22 @@ def serve(config: Config, *, version: int | None = None) -> None:
             _run(server, sock)
     finally:
         metadata.close()
+
+
+def _inference_log(config: Config, version: int | None) -> InferenceLogger | None:
+    """The monitoring log of answered requests (``monitoring.log``); none for a pinned version,
+    which serves a promotion's inference test, not users."""
+    settings = config.monitoring.log
+    if version is not None or not settings.enabled:
+        return None
+    from conveyor.monitoring import InferenceLogger
+
+    return InferenceLogger(
+        config.root / settings.dir,
+        sample_rate=settings.sample_rate,
+        queue_size=settings.queue_size,
+        batch_size=settings.batch_size,
+    )
 
 
 def _allowed_hosts(config: Config) -> list[str] | None:

@@ -1,0 +1,354 @@
+"""``conveyor monitor``, ``conveyor incident`` and ``conveyor alerts``: the monitoring face.
+
+Rules are read from ``monitoring.yaml`` (or ``alerts.yaml``) in the project folder, its
+``alerts:`` list (see :mod:`conveyor.monitoring.rules`). Monitored models are those with a
+version in production, each compared with the training dataset recorded for that version in the
+lineage graph (or ``--reference``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from conveyor.cli._common import open_from_context
+from conveyor.core.env import CONVEYOR_ALERT_WEBHOOK
+
+if TYPE_CHECKING:
+    from conveyor.monitoring import Monitor
+    from conveyor.monitoring.notify import Notifier
+    from conveyor.project import Project
+
+__all__ = ["alerts", "incident", "monitor"]
+
+#: The files rules are read from, first found wins (until ``monitoring:`` is in conveyor.yaml).
+RULE_FILES = ("monitoring.yaml", "alerts.yaml")
+WEBHOOK_ENV = CONVEYOR_ALERT_WEBHOOK
+
+
+def _rules_file(project: Project) -> Path | None:
+    configured = project.config.monitoring.rules
+    if configured is not None:
+        return project.config.root / configured
+    for name in RULE_FILES:
+        path = project.config.root / name
+        if path.is_file():
+            return path
+    return None
+
+
+def build_monitor(
+    project: Project,
+    *,
+    model: str | None = None,
+    reference: Path | None = None,
+    labels: Path | None = None,
+    window_s: float = 300.0,
+    webhook: str | None = None,
+) -> Monitor:
+    """The monitor of a project: its rules, its production models and their references.
+
+    Raises:
+        UsageError: no rules file, or a model without a recorded training dataset and no
+            ``--reference``.
+        NotFoundError: ``model`` has no version in production.
+        ConfigError: a bad rules file.
+    """
+    import datetime as dt
+
+    from conveyor.core.errors import NotFoundError, UsageError
+    from conveyor.data import read_dataset
+    from conveyor.monitoring import (
+        LogNotifier,
+        Monitor,
+        WebhookNotifier,
+        WindowSpec,
+        load_rules,
+        training_reference,
+    )
+    from conveyor.registry import list_models, production_version
+
+    path = _rules_file(project)
+    if path is None:
+        raise UsageError(
+            f"no alert rules in {project.config.root}",
+            hint=f"write an `alerts:` list into {RULE_FILES[0]}",
+        )
+    rules = load_rules(path)
+    names = [model] if model else [m.name for m in list_models(project.metadata)]
+    label_frame = read_dataset(labels) if labels is not None else None
+    specs: dict[str, WindowSpec] = {}
+    for name in names:
+        prod = production_version(project.metadata, name)
+        if prod is None:
+            if model:
+                raise NotFoundError(
+                    f"model '{name}' has no version in production, so nothing to monitor",
+                    hint=f"see `conveyor model list {name}`",
+                )
+            continue
+        ref = reference or training_reference(project.metadata, name, prod.version)
+        if ref is None:
+            raise UsageError(
+                f"model '{name}' v{prod.version} has no training dataset in its lineage",
+                hint="give the reference data with --reference FILE",
+            )
+        specs[name] = WindowSpec(reference=read_dataset(ref), labels=label_frame)
+    notifiers: dict[str, Notifier] = {"log": LogNotifier(echo=click.echo)}
+    if webhook:
+        notifiers["webhook"] = WebhookNotifier(webhook)
+    return Monitor(
+        project.metadata,
+        rules,
+        log_root=project.config.root / project.config.monitoring.log.dir,
+        specs=specs,
+        window=dt.timedelta(seconds=window_s),
+        notifiers=notifiers,
+    )
+
+
+@click.group()
+def monitor() -> None:
+    """Windows of live traffic against the training reference, and alert rules over them."""
+
+
+@monitor.command(name="run")
+@click.option("--once", is_flag=True, help="One round, then exit.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds between rounds (default: monitoring.interval_s, 60).",
+)
+@click.option(
+    "--window",
+    "window_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Length of one window, seconds (default: monitoring.window_s, 300).",
+)
+@click.option("--model", default=None, help="Only this model.")
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Reference data instead of the version's training dataset.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Outcomes: a file with request_id and label columns.",
+)
+@click.option(
+    "--webhook-url",
+    "webhook",
+    envvar=WEBHOOK_ENV,
+    default=None,
+    show_envvar=True,
+    help="Slack-compatible incoming webhook for notifications.",
+)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    once: bool,
+    interval: float | None,
+    window_s: float | None,
+    model: str | None,
+    reference: Path | None,
+    labels: Path | None,
+    webhook: str | None,
+) -> None:
+    """Compute windows and evaluate the alert rules, every --interval seconds (or --once)."""
+    import threading
+
+    with open_from_context(ctx) as project:
+        settings = project.config.monitoring
+        interval = interval or settings.interval_s
+        mon = build_monitor(
+            project,
+            model=model,
+            reference=reference,
+            labels=labels,
+            window_s=window_s or settings.window_s,
+            webhook=webhook,
+        )
+        if once:
+            result = mon.run_once()
+            click.echo(
+                f"{len(result.windows)} window(s) stored, {len(result.transitions)} alert "
+                "transition(s)"
+            )
+            for t in result.transitions:
+                click.echo(f"  {t.model} {t.rule}: {t.before} -> {t.after} ({t.value:.4g})")
+            return
+        stop = threading.Event()
+        try:
+            mon.run(stop, interval_s=interval)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@monitor.command(name="status")
+@click.option("--model", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def status(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """Alert states and the last window of each model."""
+    from conveyor.monitoring.alerts import list_alerts
+    from conveyor.monitoring.windows import latest_windows
+
+    with open_from_context(ctx) as project, project.metadata.read() as conn:
+        states = list_alerts(conn, model=model)
+        windows = latest_windows(conn, model=model)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "alerts": [s.to_dict() for s in states],
+                    "windows": [
+                        {
+                            "model": w.model,
+                            "version": w.version,
+                            "start": w.start.isoformat(),
+                            "end": w.end.isoformat(),
+                            "metrics": w.metrics,
+                        }
+                        for w in windows
+                    ],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    for w in windows:
+        share = w.metrics.get("drift.share_drifted")
+        click.echo(
+            f"{w.model} v{w.version}: window {w.start:%Y-%m-%d %H:%M}-{w.end:%H:%M}, "
+            f"{w.metrics.get('rows', 0)} rows, drift share "
+            + (f"{share:.0%}" if isinstance(share, int | float) else "-")
+        )
+    if not states:
+        click.echo("no alerts evaluated yet")
+    for s in states:
+        click.echo(
+            f"{s.model} {s.rule}: {s.state} since {s.since:%Y-%m-%d %H:%M} (value {s.value})"
+        )
+
+
+@click.group()
+def alerts() -> None:
+    """Alert rules' states."""
+
+
+@alerts.command(name="list")
+@click.option("--model", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def alerts_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """Every alert (one per rule and model) with its state."""
+    from conveyor.monitoring.alerts import list_alerts
+
+    with open_from_context(ctx) as project, project.metadata.read() as conn:
+        states = list_alerts(conn, model=model)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in states], indent=2))
+        return
+    for s in states:
+        incident_note = f", incident {s.incident_id}" if s.incident_id else ""
+        click.echo(f"{s.model} {s.rule}: {s.state} since {s.since.isoformat()}{incident_note}")
+
+
+@click.group()
+def incident() -> None:
+    """Incidents: list, show, acknowledge, resolve, and a model's timeline."""
+
+
+@incident.command(name="list")
+@click.option("--model", default=None)
+@click.option("--state", type=click.Choice(["open", "acknowledged", "resolved"]), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def incident_list(ctx: click.Context, model: str | None, state: str | None, as_json: bool) -> None:
+    """Incidents, newest first."""
+    from conveyor.monitoring.incidents import list_incidents
+
+    with open_from_context(ctx) as project:
+        found = list_incidents(project.metadata, model=model, state=state)
+    if as_json:
+        click.echo(json.dumps([i.to_dict() for i in found], indent=2, default=str))
+        return
+    if not found:
+        click.echo("no incidents")
+    for i in found:
+        click.echo(f"{i.id}  {i.state:<12} {i.opened_at:%Y-%m-%d %H:%M}  {i.title}")
+
+
+@incident.command(name="show")
+@click.argument("incident_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def incident_show(ctx: click.Context, incident_id: str, as_json: bool) -> None:
+    """One incident with its evidence."""
+    from conveyor.monitoring.incidents import get_incident
+
+    with open_from_context(ctx) as project:
+        found = get_incident(project.metadata, incident_id)
+    data: dict[str, Any] = found.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    evidence = data.pop("evidence")
+    for key, value in data.items():
+        if value is not None:
+            click.echo(f"{key:<12} {value}")
+    click.echo("evidence:")
+    click.echo(json.dumps(evidence, indent=2, default=str))
+
+
+@incident.command(name="ack")
+@click.argument("incident_id")
+@click.pass_context
+def incident_ack(ctx: click.Context, incident_id: str) -> None:
+    """Acknowledge an open incident: you are handling it."""
+    from conveyor.core.identity import current_user
+    from conveyor.monitoring.incidents import acknowledge
+
+    with open_from_context(ctx) as project:
+        found = acknowledge(project.metadata, incident_id, actor=current_user())
+    click.echo(f"incident {found.id} acknowledged by {found.acked_by}")
+
+
+@incident.command(name="resolve")
+@click.argument("incident_id")
+@click.option("--note", default="", help="What was found and done.")
+@click.pass_context
+def incident_resolve(ctx: click.Context, incident_id: str, note: str) -> None:
+    """Resolve an incident."""
+    from conveyor.core.identity import current_user
+    from conveyor.monitoring.incidents import resolve
+
+    with open_from_context(ctx) as project:
+        found = resolve(project.metadata, incident_id, actor=current_user(), note=note)
+    click.echo(f"incident {found.id} resolved by {found.resolved_by}")
+
+
+@incident.command(name="timeline")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def incident_timeline(ctx: click.Context, model: str, as_json: bool) -> None:
+    """Deployments, stage changes, rollbacks, approvals, alerts and incidents of MODEL."""
+    from conveyor.monitoring.incidents import timeline
+
+    with open_from_context(ctx) as project:
+        events = timeline(project.metadata, model)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in events], indent=2))
+        return
+    for e in events:
+        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<9} {e.summary}")
