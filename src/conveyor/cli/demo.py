@@ -4,7 +4,9 @@ It works in a fresh folder, as a user would: generate data, run the pipeline (tw
 run is all cached), promote v1, serve it and send real requests, retrain on a drifted month and
 watch the gate stop it, tune the January model and roll it out as a canary under live traffic
 (analysed against v1, reviewed, promoted), then roll back and prove the server answers with v1's
-exact predictions again, and verify the audit trail.
+exact predictions again, run one monitoring round over all the traffic the server logged (drift,
+prediction drift, quality and latency against the training reference, the example's alert
+rules) and show the model's incident timeline, and verify the audit trail.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from conveyor.cli._common import console
+from conveyor.core.clock import utcnow
 from conveyor.core.env import (
     CONVEYOR_ARTIFACTS,
     CONVEYOR_CONFIG,
@@ -35,6 +38,7 @@ from conveyor.core.env import (
 from conveyor.core.errors import CheckFailedError, InfrastructureError, UsageError
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Iterator
 
     import httpx
@@ -137,6 +141,7 @@ class _Story:
         self._promote(project, v1, expect_pass=True)
 
         self.title("Serve production over the Open Inference Protocol v2, send real requests")
+        served_from = utcnow()
         with self._server() as client:
             rows = self._eval_rows(5)
             first = self._infer(client, rows, expect_version=v1)
@@ -172,6 +177,10 @@ class _Story:
             if back["outputs"] != first["outputs"]:
                 raise InfrastructureError("after the rollback the answers differ from v1's")
             self.say(f"the server answers with v{v1} again, with exactly v{v1}'s predictions")
+
+        # The server has exited, and closed its inference log on the way: every answer is on disk.
+        self.title("Monitor production: one round over everything the server answered")
+        self._monitor(project, since=served_from)
 
         self.title("Verify the audit trail")
         report = verify_audit(project)
@@ -334,6 +343,46 @@ class _Story:
         )
         if traffic.failed:
             raise InfrastructureError(f"{traffic.failed} requests failed during the canary")
+
+    def _monitor(self, project: Project, *, since: dt.datetime) -> None:
+        """One monitoring round over ``[since, now)`` with the example's rules, then the alert
+        states and the model's timeline."""
+        from conveyor.cli.monitor import build_monitor, summarize_window
+        from conveyor.monitoring import list_alerts, timeline
+        from conveyor.registry import production_version
+
+        started = time.perf_counter()
+        project.config = _reload(project)
+        monitor = build_monitor(project, model=_MODEL)
+        self.say(
+            f"monitoring.yaml: {len(monitor.rules)} alert rules "
+            f"({', '.join(r.name for r in monitor.rules)}); runbooks/ holds their runbooks"
+        )
+        result = monitor.run_once(span=(since, utcnow()))
+        production = production_version(project.metadata, _MODEL)
+        assert production is not None  # build_monitor refuses a model without one
+        if not result.windows:
+            raise InfrastructureError("the server logged no requests for the monitor to read")
+        self.say(
+            f"`conveyor monitor run --once` over the server's inference log: "
+            f"{len(result.windows)} window in {time.perf_counter() - started:.2f} s, against "
+            f"production v{production.version}'s training data and its answers on it"
+        )
+        for window in result.windows:
+            self.say(summarize_window(window))
+        with project.metadata.read() as conn:
+            states = list_alerts(conn, model=_MODEL)
+        self.say(
+            "alert states: " + ", ".join(f"{s.rule} {s.state} ({_fmt(s.value)})" for s in states)
+        )
+        self.say(
+            "every rule must hold for its `for:` (minutes of windows) before it fires, so one "
+            "round makes a rule pending at most: a transient spike pages nobody"
+        )
+        events = timeline(project.metadata, _MODEL)
+        self.say(f"incident timeline of {_MODEL} (`conveyor incident timeline {_MODEL}`):")
+        for event in events[-8:]:
+            self.say(f"  {event.at:%H:%M:%S}  {event.kind:<9} {event.summary}")
 
     def _promote_reviewed(self, project: Project, version: int, stage: str) -> Any:
         """Promote; when the gate waits for a review, a reviewer (not the author) approves it

@@ -3,7 +3,8 @@
 Rules are read from ``monitoring.yaml`` (or ``alerts.yaml``) in the project folder, its
 ``alerts:`` list (see :mod:`conveyor.monitoring.rules`). Monitored models are those with a
 version in production, each compared with the training dataset recorded for that version in the
-lineage graph (or ``--reference``).
+lineage graph (or ``--reference``), and its predictions with that version's own predictions on
+(a sample of) the reference, computed once and cached (see :mod:`conveyor.monitoring.reference`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import click
 
 from conveyor.cli._common import open_from_context
 from conveyor.core.env import CONVEYOR_ALERT_WEBHOOK
+from conveyor.monitoring.reference import CACHE_DIR as REFERENCE_CACHE_DIR
+from conveyor.monitoring.reference import DEFAULT_SAMPLE
 
 if TYPE_CHECKING:
-    from conveyor.monitoring import Monitor
+    from collections.abc import Sequence
+
+    from conveyor.monitoring import Monitor, Window
     from conveyor.monitoring.notify import Notifier
     from conveyor.project import Project
 
@@ -48,13 +53,28 @@ def build_monitor(
     labels: Path | None = None,
     window_s: float = 300.0,
     webhook: str | None = None,
+    slices: Sequence[str] = (),
+    score_column: str | None = None,
+    reference_sample: int = DEFAULT_SAMPLE,
 ) -> Monitor:
     """The monitor of a project: its rules, its production models and their references.
 
+    Args:
+        project: The open project.
+        model: Only this model (default: every model with a version in production).
+        reference: Reference data instead of each version's training dataset.
+        labels: A file of outcomes (``request_id``, ``label``).
+        window_s: The length of one window.
+        webhook: A Slack-compatible webhook URL for notifications.
+        slices: Columns whose values each get their own performance metrics.
+        score_column: A logged column holding the positive-class probability (calibration).
+        reference_sample: Rows of the reference the production version predicts on.
+
     Raises:
-        UsageError: no rules file, or a model without a recorded training dataset and no
-            ``--reference``.
-        NotFoundError: ``model`` has no version in production.
+        UsageError: no rules file, a model without a recorded training dataset and no
+            ``--reference``, or a slice column the reference does not have.
+        NotFoundError: ``model`` has no version in production, or its bundle is missing.
+        ValidationError: the model cannot predict on the reference.
         ConfigError: a bad rules file.
     """
     import datetime as dt
@@ -67,6 +87,7 @@ def build_monitor(
         WebhookNotifier,
         WindowSpec,
         load_rules,
+        reference_predictions,
         training_reference,
     )
     from conveyor.registry import list_models, production_version
@@ -96,7 +117,30 @@ def build_monitor(
                 f"model '{name}' v{prod.version} has no training dataset in its lineage",
                 hint="give the reference data with --reference FILE",
             )
-        specs[name] = WindowSpec(reference=read_dataset(ref), labels=label_frame)
+        frame = read_dataset(ref)
+        unknown = [c for c in slices if c not in frame.columns]
+        if unknown:
+            raise UsageError(
+                f"slice column {unknown[0]!r} is not a column of the reference of model "
+                f"'{name}' ({ref})",
+                hint=f"slice by one of: {', '.join(map(str, frame.columns))}",
+            )
+        predicted = reference_predictions(
+            project.artifacts,
+            model=name,
+            version=prod.version,
+            bundle=prod.artifact_digest,
+            reference=frame,
+            cache_dir=project.config.state_dir / REFERENCE_CACHE_DIR,
+            sample=reference_sample,
+        )
+        specs[name] = WindowSpec(
+            reference=frame,
+            reference_predictions=predicted.predictions,
+            labels=label_frame,
+            slices=tuple(slices),
+            score_column=score_column,
+        )
     notifiers: dict[str, Notifier] = {"log": LogNotifier(echo=click.echo)}
     if webhook:
         notifiers["webhook"] = WebhookNotifier(webhook)
@@ -108,6 +152,36 @@ def build_monitor(
         window=dt.timedelta(seconds=window_s),
         notifiers=notifiers,
     )
+
+
+def summarize_window(w: Window) -> str:
+    """One line of a window's drift, prediction drift, quality and latency numbers."""
+    m = w.metrics
+
+    def num(key: str, fmt: str) -> str | None:
+        value = m.get(key)
+        return format(value, fmt) if isinstance(value, int | float) else None
+
+    parts = [
+        f"{w.model} v{w.version}: {w.start:%H:%M:%S}-{w.end:%H:%M:%S}, {m.get('rows', 0)} rows"
+    ]
+    if isinstance(m.get("drift.compared"), int):
+        drifted = m.get("drift.drifted") or []
+        names = f" ({', '.join(map(str, drifted))})" if drifted else ""
+        parts.append(f"drift {len(drifted)}/{m['drift.compared']} columns{names}")
+    if (pdrift := num("prediction.drift", ".4f")) is not None:
+        verdict = "drifted" if m.get("prediction.drifted") else "stable"
+        parts.append(f"prediction drift {pdrift} ({verdict})")
+    if (mean := num("prediction.mean", ".3f")) is not None:
+        ewma = num("anomaly.mean_ewma", "+.2f")
+        parts.append(f"mean prediction {mean}" + (f" (EWMA z {ewma})" if ewma else ""))
+    if (nulls := num("quality.null_share", ".1%")) is not None:
+        parts.append(f"nulls {nulls}")
+    if (outside := num("quality.out_of_range_share", ".1%")) is not None:
+        parts.append(f"out of range {outside}")
+    if isinstance(p99 := m.get("latency.p99"), int | float):
+        parts.append(f"p99 {p99 * 1000:.1f} ms")
+    return ", ".join(parts)
 
 
 @click.group()
@@ -144,6 +218,26 @@ def monitor() -> None:
     help="Outcomes: a file with request_id and label columns.",
 )
 @click.option(
+    "--slice",
+    "slices",
+    multiple=True,
+    help="A column whose values each get their own performance metrics (repeatable; "
+    "default: monitoring.slices).",
+)
+@click.option(
+    "--score-column",
+    default=None,
+    help="A logged column holding the positive-class probability, for calibration "
+    "(default: monitoring.score_column).",
+)
+@click.option(
+    "--reference-sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Rows of the reference the production version predicts on, for prediction drift "
+    f"(default: monitoring.reference_sample, {DEFAULT_SAMPLE}).",
+)
+@click.option(
     "--webhook-url",
     "webhook",
     envvar=WEBHOOK_ENV,
@@ -160,6 +254,9 @@ def run(
     model: str | None,
     reference: Path | None,
     labels: Path | None,
+    slices: tuple[str, ...],
+    score_column: str | None,
+    reference_sample: int | None,
     webhook: str | None,
 ) -> None:
     """Compute windows and evaluate the alert rules, every --interval seconds (or --once)."""
@@ -168,6 +265,7 @@ def run(
     with open_from_context(ctx) as project:
         settings = project.config.monitoring
         interval = interval or settings.interval_s
+        # Keys the `monitoring:` section may not have yet: the flags work without them.
         mon = build_monitor(
             project,
             model=model,
@@ -175,6 +273,9 @@ def run(
             labels=labels,
             window_s=window_s or settings.window_s,
             webhook=webhook,
+            slices=slices or tuple(settings.slices),
+            score_column=score_column or settings.score_column,
+            reference_sample=reference_sample or settings.reference_sample,
         )
         if once:
             result = mon.run_once()
@@ -182,6 +283,8 @@ def run(
                 f"{len(result.windows)} window(s) stored, {len(result.transitions)} alert "
                 "transition(s)"
             )
+            for w in result.windows:
+                click.echo(f"  {summarize_window(w)}")
             for t in result.transitions:
                 click.echo(f"  {t.model} {t.rule}: {t.before} -> {t.after} ({t.value:.4g})")
             return
@@ -226,12 +329,7 @@ def status(ctx: click.Context, model: str | None, as_json: bool) -> None:
         )
         return
     for w in windows:
-        share = w.metrics.get("drift.share_drifted")
-        click.echo(
-            f"{w.model} v{w.version}: window {w.start:%Y-%m-%d %H:%M}-{w.end:%H:%M}, "
-            f"{w.metrics.get('rows', 0)} rows, drift share "
-            + (f"{share:.0%}" if isinstance(share, int | float) else "-")
-        )
+        click.echo(f"{w.start:%Y-%m-%d} {summarize_window(w)}")
     if not states:
         click.echo("no alerts evaluated yet")
     for s in states:

@@ -115,6 +115,13 @@ class MonitoringSection(_Section):
     )
     window_s: float = Field(default=300.0, gt=0)
     interval_s: float = Field(default=60.0, gt=0)
+    slices: list[str] = Field(
+        default_factory=list, description="columns whose groups get their own label metrics"
+    )
+    score_column: str | None = Field(default=None, description="the output to calibrate")
+    reference_sample: int = Field(
+        default=10_000, ge=1, description="training rows predicted for the reference"
+    )
     log: InferenceLogSection = Field(default_factory=InferenceLogSection)
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         skew_check,
         skew_report,
     )
+    from conveyor.features._lookup import FeatureLookup, MissingEntityError
     from conveyor.features._offline import OfflineStore, point_in_time_join
     from conveyor.features._online import (
         OnlineStore,
@@ -54,6 +55,7 @@ __all__ = [
     "Applied",
     "Definitions",
     "Feature",
+    "FeatureLookup",
     "FeatureMismatchError",
     "FeatureRecord",
     "FeatureService",
@@ -61,6 +63,7 @@ __all__ = [
     "FeatureStore",
     "Materialized",
     "MissingColumnError",
+    "MissingEntityError",
     "NullEntityError",
     "OfflineStore",
     "OnlineStore",
@@ -89,9 +92,11 @@ __all__ = [
 _LAZY = {
     "Applied": "conveyor.features._store",
     "Definitions": "conveyor.features._store",
+    "FeatureLookup": "conveyor.features._lookup",
     "FeatureSkew": "conveyor.features._governance",
     "FeatureStore": "conveyor.features._store",
     "Materialized": "conveyor.features._serving",
+    "MissingEntityError": "conveyor.features._lookup",
     "OfflineStore": "conveyor.features._offline",
     "OnlineStore": "conveyor.features._online",
     "RedisOnlineStore": "conveyor.features._online",

@@ -138,13 +138,22 @@ class ServiceRecord:
         )
 
     def manifest_entry(self) -> dict[str, Any]:
-        """What a model bundle records about the service it is served with."""
-        return {
+        """What a model bundle records about the service it is served with.
+
+        ``ttl_seconds`` (feature name -> seconds) is there only when a feature has a TTL: the
+        TTL is not part of a feature's version, and the server's lookup needs it. Left out
+        otherwise, so entries (and bundle digests) of services without TTLs are unchanged.
+        """
+        entry: dict[str, Any] = {
             "service": self.name,
             "version": self.version,
             "entity": self.entity,
             "features": list(self.refs),
         }
+        ttls = {f.name: f.ttl_seconds for f in self.features if f.ttl_seconds is not None}
+        if ttls:
+            entry["ttl_seconds"] = ttls
+        return entry
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,7 @@
 - :mod:`~conveyor.monitoring.alerts`: their evaluation, state machine and actions.
 - :mod:`~conveyor.monitoring.notify`: webhook (Slack-compatible) and log notifiers.
 - :mod:`~conveyor.monitoring.incidents`: incidents and a model's timeline.
+- :mod:`~conveyor.monitoring.reference`: the model's predictions on its reference, cached.
 - :mod:`~conveyor.monitoring.monitor`: the loop tying them together.
 - :mod:`~conveyor.monitoring.metrics`: the Prometheus collector.
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from conveyor.monitoring.metrics import MonitoringCollector
     from conveyor.monitoring.monitor import Monitor, Round, training_reference
     from conveyor.monitoring.notify import AlertEvent, LogNotifier, Notifier, WebhookNotifier
+    from conveyor.monitoring.reference import ReferencePredictions, reference_predictions
     from conveyor.monitoring.rules import AlertRule, load_rules, parse_rules
     from conveyor.monitoring.windows import Window, WindowSpec, compute_window, record_window
 
@@ -51,6 +53,7 @@ __all__ = [
     "Monitor",
     "MonitoringCollector",
     "Notifier",
+    "ReferencePredictions",
     "Round",
     "TimelineEvent",
     "Transition",
@@ -69,6 +72,7 @@ __all__ = [
     "read_labels",
     "read_log",
     "record_window",
+    "reference_predictions",
     "resolve",
     "timeline",
     "training_reference",
@@ -102,6 +106,8 @@ _LAZY = {
     "LogNotifier": "conveyor.monitoring.notify",
     "Notifier": "conveyor.monitoring.notify",
     "WebhookNotifier": "conveyor.monitoring.notify",
+    "ReferencePredictions": "conveyor.monitoring.reference",
+    "reference_predictions": "conveyor.monitoring.reference",
     "AlertRule": "conveyor.monitoring.rules",
     "load_rules": "conveyor.monitoring.rules",
     "parse_rules": "conveyor.monitoring.rules",

@@ -86,14 +86,32 @@ class Monitor:
         self.clock = clock
         self.actor = actor
 
-    def run_once(self) -> Round:
-        """Compute the last complete window of each model (if new) and evaluate the rules."""
+    def run_once(self, *, span: tuple[dt.datetime, dt.datetime] | None = None) -> Round:
+        """Compute the last complete window of each model (if new) and evaluate the rules.
+
+        Args:
+            span: Compute the window ``[start, end)`` instead of the last complete one aligned
+                to the window length: a backfill of one incident's minutes, or a demo's
+                traffic. The rules read it only while it is fresh: until as long after its
+                end as it is long.
+
+        Raises:
+            UsageError: ``span`` is empty or ends after now.
+        """
         from conveyor.monitoring.alerts import evaluate
 
         now = self.clock()
+        if span is not None and not span[0] < span[1] <= now:
+            from conveyor.core.errors import UsageError
+
+            raise UsageError(
+                f"monitoring window {span[0].isoformat()} - {span[1].isoformat()} is empty or "
+                "has not ended yet",
+                hint="give a span that starts before it ends, and ends by now",
+            )
         result = Round(at=now)
         for model, spec in self.specs.items():
-            stored = self._window(model, spec, now)
+            stored = self._window(model, spec, now, span)
             if stored is not None:
                 result.windows.append(stored)
             result.transitions.extend(
@@ -114,13 +132,22 @@ class Monitor:
             self.run_once()
             stop.wait(interval_s)
 
-    def _window(self, model: str, spec: WindowSpec, now: dt.datetime) -> Window | None:
+    def _window(
+        self,
+        model: str,
+        spec: WindowSpec,
+        now: dt.datetime,
+        span: tuple[dt.datetime, dt.datetime] | None,
+    ) -> Window | None:
         from conveyor.monitoring._log import read_labels, read_log
         from conveyor.monitoring.anomaly import output_anomalies
         from conveyor.monitoring.windows import compute_window, read_windows, record_window
 
-        end = window_start(now, self.window)
-        start = end - self.window
+        if span is None:
+            end = window_start(now, self.window)
+            start = end - self.window
+        else:
+            start, end = span
         with self.store.read() as conn:
             done = conn.execute(
                 sa.select(monitoring_window.c.id).where(

@@ -81,13 +81,14 @@ class WindowSpec:
 
 @dataclass(frozen=True)
 class Window:
-    """One stored window of one model (and version)."""
+    """One stored window of one model (and version); ``id`` is its row's."""
 
     model: str
     version: int | None
     start: dt.datetime
     end: dt.datetime
     metrics: dict[str, Any]
+    id: int | None = None
 
 
 def compute_window(frame: pd.DataFrame, spec: WindowSpec) -> dict[str, Any]:
@@ -224,12 +225,13 @@ def record_window(
     """Store one window's metrics (non-finite numbers become null: JSON has no NaN)."""
     clean = {k: _finite(v) for k, v in metrics.items()}
     with store.write(actor) as tx:
-        tx.conn.execute(
+        inserted = tx.conn.execute(
             sa.insert(monitoring_window).values(
                 model=model, version=version, start=start, end=end, metrics=clean
             )
         )
-    return Window(model, version, start, end, clean)
+        (row_id,) = inserted.inserted_primary_key or (None,)
+    return Window(model, version, start, end, clean, row_id)
 
 
 def _finite(value: Any) -> Any:
@@ -253,7 +255,7 @@ def read_windows(
         query = query.where(monitoring_window.c.end <= until)
     query = query.order_by(monitoring_window.c.start, monitoring_window.c.id)
     return [
-        Window(r.model, r.version, r.start, r.end, dict(r.metrics or {}))
+        Window(r.model, r.version, r.start, r.end, dict(r.metrics or {}), r.id)
         for r in conn.execute(query)
     ]
 
@@ -278,6 +280,6 @@ def latest_windows(conn: sa.Connection, *, model: str | None = None) -> list[Win
         .order_by(monitoring_window.c.model, monitoring_window.c.id)
     )
     return [
-        Window(r.model, r.version, r.start, r.end, dict(r.metrics or {}))
+        Window(r.model, r.version, r.start, r.end, dict(r.metrics or {}), r.id)
         for r in conn.execute(query)
     ]

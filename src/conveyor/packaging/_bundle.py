@@ -384,4 +384,15 @@ def _features(model: Model) -> dict[str, Any] | None:
             f"Model.features gave a manifest entry {entry!r}",
             hint="pass a conveyor.features.FeatureService as Model(features=...)",
         )
-    return {k: entry[k] for k in shape}
+    checked = {k: entry[k] for k in shape}
+    ttls = entry.get("ttl_seconds")
+    if ttls:
+        if not isinstance(ttls, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in ttls.values()
+        ):
+            raise ValidationError(
+                f"Model.features gave TTLs {ttls!r}, not feature name -> seconds",
+                hint="pass a conveyor.features.FeatureService as Model(features=...)",
+            )
+        checked["ttl_seconds"] = {str(k): float(v) for k, v in ttls.items()}
+    return checked

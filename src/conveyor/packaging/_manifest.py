@@ -12,7 +12,8 @@ a fixed order and every mapping inside sorted, so equal manifests are equal byte
     params: {seed: 7}
     datasets: {train: blake3:...}
     features: {service: churn, version: blake3:..., entity: customer_id,
-               features: [amount_30d@blake3:..., ...]}        (only when the model has them)
+               features: [amount_30d@blake3:..., ...],        (only when the model has them)
+               ttl_seconds: {amount_30d: 86400.0}}            (only when a feature has a TTL)
     run_id: 0193...
     files:
       env/requirements.txt: {digest: blake3:..., size: 120}
@@ -72,8 +73,10 @@ class Manifest:
         datasets: Role (``train``, ``eval``) -> dataset version digest.
         run_id: The pipeline run that produced the model.
         features: The feature service the model is served with: ``service``, ``version``,
-            ``entity`` (the key a request gives) and ``features`` (each ``name@version``).
-            Absent from the YAML when None, so bundles without features keep their digests.
+            ``entity`` (the key a request gives) and ``features`` (each ``name@version``),
+            and ``ttl_seconds`` (feature name -> seconds) when a feature has a TTL: what the
+            server needs to look the features up itself. Absent from the YAML when None, so
+            bundles without features keep their digests.
         created_by: Who packaged it; part of the digest, so usually left out (the registry
             records who registered each version).
         bundle_format: Version of this layout.
@@ -111,6 +114,9 @@ class Manifest:
                 "entity": self.features["entity"],
                 "features": sorted(self.features["features"]),
             }
+            ttls = self.features.get("ttl_seconds")
+            if ttls:  # only when a feature has one: older entries keep their bytes
+                doc["features"]["ttl_seconds"] = dict(sorted(ttls.items()))
         doc["run_id"] = self.run_id
         if self.created_by is not None:
             doc["created_by"] = self.created_by
@@ -175,7 +181,9 @@ class Manifest:
                 run_id=parsed.run_id,
                 created_by=parsed.created_by,
                 bundle_format=parsed.bundle_format,
-                features=None if parsed.features is None else parsed.features.model_dump(),
+                features=None
+                if parsed.features is None
+                else parsed.features.model_dump(exclude_none=True),
             )
         except _PydanticValidationError as exc:
             err = exc.errors()[0]
@@ -296,6 +304,7 @@ class _FeaturesDoc(_Doc):
     version: str
     entity: str
     features: list[str]
+    ttl_seconds: dict[str, float] | None = None
 
 
 class _ManifestDoc(_Doc):

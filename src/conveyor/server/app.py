@@ -62,8 +62,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from starlette.requests import Request
+    from starlette.routing import BaseRoute
 
     from conveyor.monitoring import InferenceLogger
+    from conveyor.project import Project
+    from conveyor.server.features import OnlineFeatures
     from conveyor.server.repository import ServedModel
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
@@ -88,6 +91,8 @@ def create_app(
     access: ServerAccess | None = None,
     allowed_hosts: list[str] | None = None,
     inference_log: InferenceLogger | None = None,
+    online_features: OnlineFeatures | None = None,
+    ui: Project | None = None,
 ) -> Starlette:
     """The inference server as an ASGI application.
 
@@ -108,6 +113,11 @@ def create_app(
         inference_log: Log every answered request (and labels sent as feedback) there for
             monitoring; the app closes it, writing what is queued, when it stops. Its counters
             and the monitoring state (alerts, windows, incidents) join ``/metrics``.
+        online_features: The project's online feature store: a version whose bundle names a
+            feature service then also answers requests that send only entity keys (see
+            :mod:`conveyor.server.features`). The app closes it when it stops (a store
+            it opened itself).
+        ui: Serve the dashboard of this project under ``/ui`` (see :mod:`conveyor.ui`).
 
     Raises:
         UsageError: ``version`` is given without exactly one model.
@@ -125,6 +135,7 @@ def create_app(
         metrics=metrics,
         recorder=recorder,
         shadow_run_sync=shadows.run_sync,
+        online_features=online_features,
     )
     dispatcher = Dispatcher(repository, metrics, recorder)
     dispatcher.inference_log = inference_log
@@ -154,11 +165,19 @@ def create_app(
         if inference_log is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(inference_log.close)
+        if online_features is not None:
+            online_features.close()
 
     access = access or ServerAccess()
-    routes = [
+    routes: list[BaseRoute] = [
         Route(r.path, guard(r.endpoint, access, metadata), methods=r.methods) for r in _routes()
     ]
+    if ui is not None:
+        from conveyor.ui import ui_mount
+
+        # The dashboard guards its own routes (a session cookie, CSRF tokens, a permission per
+        # page and action), so it is mounted as it is, not through the API's bearer guard.
+        routes.append(ui_mount(ui))
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -378,7 +397,12 @@ def _too_large(size: int, limit: int) -> RequestTooLargeError:
 
 
 def _decode(served: ServedModel, body: bytes) -> InferRequest:
-    return decode_request(parse_json(body), served.model.signature)
+    payload = parse_json(body)
+    if served.lookup is not None:
+        keyed = served.lookup.decode_v2(payload)
+        if keyed is not None:
+            return keyed
+    return decode_request(payload, served.model.signature)
 
 
 async def _resolve(request: Request) -> ServedModel:
@@ -415,6 +439,10 @@ async def _invocations(request: Request) -> Response:
     content_type = request.headers.get("content-type", "")
 
     def decode(served: ServedModel, body: bytes) -> InferRequest:
+        if served.lookup is not None:
+            keyed = served.lookup.decode_mlflow(body, content_type)
+            if keyed is not None:
+                return keyed
         return decode_invocations(body, content_type, served.model.signature)
 
     return await _dispatcher(request).answer(request, name, lambda: _read_body(request), decode)

@@ -370,8 +370,14 @@ async def _decode(
     decode: Callable[[ServedModel, bytes], InferRequest], served: ServedModel, data: bytes
 ) -> InferRequest:
     if len(data) <= INLINE_DECODE_BYTES:
-        return decode(served, data)
-    return await anyio.to_thread.run_sync(decode, served, data)
+        checked = decode(served, data)
+    else:
+        checked = await anyio.to_thread.run_sync(decode, served, data)
+    lookup = served.lookup
+    if lookup is not None and lookup.pending(checked):
+        # Entity keys only: the features come from the online store, read off the event loop.
+        checked = await anyio.to_thread.run_sync(lookup.complete, checked)
+    return checked
 
 
 def _response(

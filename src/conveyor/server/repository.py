@@ -48,6 +48,7 @@ from conveyor.deploy.state import read_routing
 from conveyor.packaging import load_bundle
 from conveyor.server.batching import Batcher
 from conveyor.server.errors import ModelNotReadyError
+from conveyor.server.features import ServedLookup
 from conveyor.server.tensors import tensor_metadata
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from conveyor.deploy import Routing
     from conveyor.packaging import LoadedModel
     from conveyor.registry import ModelVersion
+    from conveyor.server.features import OnlineFeatures
     from conveyor.server.metrics import ServerMetrics
     from conveyor.server.recorder import ServingRecorder
     from conveyor.store.artifacts import ArtifactStore
@@ -86,6 +88,8 @@ class ServedModel:
     # Each loaded version batches its own requests: after a swap, requests that hold the old
     # version finish on it while new ones queue on the new one.
     batcher: Batcher
+    # Set when the bundle names a feature service: requests may send entity keys instead.
+    lookup: ServedLookup | None = None
 
     @classmethod
     def load(cls, artifacts: ArtifactStore, version: ModelVersion) -> ServedModel:
@@ -98,6 +102,7 @@ class ServedModel:
             inputs=tensor_metadata(model.signature.inputs),
             outputs=tensor_metadata(model.signature.outputs),
             batcher=Batcher(version.model, version.version, model),
+            lookup=ServedLookup.for_model(model),
         )
 
 
@@ -168,6 +173,8 @@ class ModelRepository:
         recorder: Where served versions record telemetry for rollout analysis, if anywhere.
         shadow_run_sync: How a shadow's batches run off the event loop (a thread runner with
             its own capacity limit); by default like every other batch.
+        online_features: The online store versions with a feature service look their
+            features up in (see :mod:`conveyor.server.features`); None: none.
 
     Raises:
         UsageError: ``version`` is given without exactly one model.
@@ -183,6 +190,7 @@ class ModelRepository:
         metrics: ServerMetrics | None = None,
         recorder: ServingRecorder | None = None,
         shadow_run_sync: Callable[..., Any] | None = None,
+        online_features: OnlineFeatures | None = None,
     ) -> None:
         if version is not None and (models is None or len(models) != 1):
             raise UsageError(
@@ -196,6 +204,7 @@ class ModelRepository:
         self._metrics = metrics
         self._recorder = recorder
         self._shadow_run_sync = shadow_run_sync
+        self._online = online_features
         self._state: _State | None = None
         self._versions: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
         self._versions_lock = threading.Lock()
@@ -475,6 +484,8 @@ class ModelRepository:
         # Set here, not passed to ServedModel.load: a loaded version is the same whatever
         # records its calls.
         served.batcher.metrics = self._metrics
+        if served.lookup is not None:
+            served.lookup.online = self._online
         if role is not None and self._recorder is not None:
             served.batcher.telemetry = self._recorder.telemetry(served.name, served.version, role)
         return served

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from conveyor.project import Project
 from conveyor.server.app import create_app
+from conveyor.server.features import OnlineFeatures
 from conveyor.server.security import LOOPBACK_HOSTS, ServerAccess
 from conveyor.store.artifacts import open_artifact_store
 from conveyor.store.metadata import MetadataStore
@@ -53,6 +55,9 @@ def serve(config: Config, *, version: int | None = None) -> None:
             access=ServerAccess(inference=config.serve.auth.inference),
             allowed_hosts=_allowed_hosts(config),
             inference_log=_inference_log(config, version),
+            online_features=OnlineFeatures(config.features.online, root=config.root),
+            # The dashboard under /ui, except on a pinned server (a promotion's inference test).
+            ui=None if version is not None else Project(config, metadata, artifacts),
         )
         if version is not None:
             # Load now rather than in the app's startup, which logs a failure and keeps going

@@ -20,7 +20,7 @@ from conveyor.monitoring import (
     record_window,
 )
 from conveyor.monitoring.notify import slack_payload
-from conveyor.store.metadata.schema import audit_event
+from conveyor.store.metadata.schema import alert, audit_event
 
 if TYPE_CHECKING:
     import pytest
@@ -164,3 +164,63 @@ def test_webhook_posts_slack_json_and_never_logs_its_url(
     assert "hooks.example.com" in caplog.text
     assert "s3cr3tPart" not in caplog.text
     assert "s3cr3tPart" not in repr(notifier)
+
+
+def test_for_advances_only_on_windows_not_seen_before(metadata_store: MetadataStore) -> None:
+    # A monitor evaluating every minute over 5-minute windows: one bad window must not be
+    # counted five times toward a 3-minute `for:`; the second bad window fires the rule.
+    rules = parse_rules(
+        "alerts:\n  - {name: lat, metric: latency.p99, op: '>', threshold: 0.5, for: 3m}\n"
+    )
+    minute = dt.timedelta(minutes=1)
+    seen: list[tuple[int, str]] = []
+    for tick in range(11):
+        now = T0 + minute * tick
+        if tick in (0, 5, 10):
+            record_window(
+                metadata_store,
+                model="churn",
+                version=2,
+                start=now - STEP,
+                end=now,
+                metrics={"rows": 100, "latency.p99": 0.9 if tick < 10 else 0.1},
+            )
+        seen += [(tick, t.after) for t in evaluate(metadata_store, rules, model="churn", now=now)]
+    assert seen == [(0, "pending"), (5, "firing"), (10, "resolved")]
+    with metadata_store.read() as conn:
+        (state,) = list_alerts(conn)
+        row = conn.execute(sa.select(alert.c.labels)).one()
+    assert state.fired_at == T0 + minute * 5
+    assert row.labels["window_end"] == (T0 + minute * 10).isoformat()
+
+
+def test_a_pending_rule_without_a_new_window_does_not_fall_back(
+    metadata_store: MetadataStore,
+) -> None:
+    # The newest window is bad; a second evaluation of the same window changes nothing, and a
+    # healthy new window ends the pending state.
+    rules = parse_rules(
+        "alerts:\n  - {name: lat, metric: latency.p99, op: '>', threshold: 0.5, for: 10m}\n"
+    )
+    record_window(
+        metadata_store,
+        model="churn",
+        version=2,
+        start=T0,
+        end=T0 + STEP,
+        metrics={"latency.p99": 0.9},
+    )
+    first = evaluate(metadata_store, rules, model="churn", now=T0 + STEP)
+    again = evaluate(metadata_store, rules, model="churn", now=T0 + STEP + dt.timedelta(minutes=2))
+    record_window(
+        metadata_store,
+        model="churn",
+        version=2,
+        start=T0 + STEP,
+        end=T0 + 2 * STEP,
+        metrics={"latency.p99": 0.1},
+    )
+    healthy = evaluate(metadata_store, rules, model="churn", now=T0 + 2 * STEP)
+    assert [t.after for t in first] == ["pending"]
+    assert again == []
+    assert [(t.before, t.after) for t in healthy] == [("pending", "inactive")]

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from tests.unit.monitoring._monitoring_support import register_bundle
 
 from conveyor.core.digest import digest_bytes
 from conveyor.monitoring import InferenceLogger, training_reference
@@ -83,7 +85,7 @@ def test_monitor_run_once_stores_a_window_and_evaluates_rules(tmp_path: Path) ->
     reference = pd.DataFrame({"x": rng.normal(0, 1, 500), "c": rng.choice(["a", "b"], 500)})
     reference.to_csv(tmp_path / "reference.csv", index=False)
     with open_project(tmp_path) as project:
-        _register(project.metadata, production=True)
+        register_bundle(project.metadata, project.artifacts)
         log_root = project.config.state_dir / DEFAULT_LOG_DIR
     from conveyor.monitoring._log import window_start
 
@@ -109,3 +111,38 @@ def test_monitor_run_once_stores_a_window_and_evaluates_rules(tmp_path: Path) ->
     assert "1 window(s) stored, 1 alert transition(s)" in result.output
     assert "churn nulls: inactive -> firing (0.4)" in result.output
     assert "[FIRING] nulls on model 'churn'" in result.output
+
+
+def test_run_once_over_a_span_stores_that_window_once(
+    sqlite_store: MetadataStore, tmp_path: Path
+) -> None:
+    from conveyor.core.errors import UsageError
+    from conveyor.monitoring import Monitor, WindowSpec, parse_rules
+
+    t0 = dt.datetime(2026, 3, 2, 10, 0, 7, tzinfo=dt.UTC)
+    clock = {"now": t0}
+    log = InferenceLogger(tmp_path, clock=lambda: clock["now"], window=dt.timedelta(minutes=1))
+    for i in range(30):  # one request every 10 s from t0
+        clock["now"] = t0 + dt.timedelta(seconds=10 * i)
+        log.log("churn", 1, f"r{i}", {"x": float(i)}, 1, 0.01)
+    log.close()
+    rules = parse_rules("alerts:\n  - {name: rows, metric: rows, op: '>', threshold: 5}\n")
+    reference = pd.DataFrame({"x": np.arange(30, dtype=float)})
+    now = t0 + dt.timedelta(seconds=100)  # a window is fresh for the rules for its own length
+    mon = Monitor(
+        sqlite_store,
+        rules,
+        log_root=tmp_path,
+        specs={"churn": WindowSpec(reference=reference)},
+        clock=lambda: now,
+    )
+    span = (t0 + dt.timedelta(seconds=25), t0 + dt.timedelta(seconds=95))  # requests 3..9
+    first = mon.run_once(span=span)
+    again = mon.run_once(span=span)
+    (window,) = first.windows
+    assert (window.start, window.end, window.metrics["rows"]) == (*span, 7)
+    assert [(t.before, t.after) for t in first.transitions] == [("inactive", "firing")]
+    assert again.windows == []
+    assert again.transitions == []
+    with pytest.raises(UsageError, match="has not ended yet"):
+        mon.run_once(span=(t0, now + dt.timedelta(seconds=1)))

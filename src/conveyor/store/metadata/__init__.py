@@ -6,13 +6,20 @@ from conveyor.store.metadata import schema
 from conveyor.store.metadata.audit import AuditEvent, ChainReport, verify_chain
 from conveyor.store.metadata.migrations_runner import HEAD_REVISION, upgrade
 from conveyor.store.metadata.rows import insert_ignore
-from conveyor.store.metadata.store import MetadataStore, Tx
+from conveyor.store.metadata.store import (
+    MetadataStore,
+    RetryPolicy,
+    TransactionConflictError,
+    Tx,
+)
 
 __all__ = [
     "HEAD_REVISION",
     "AuditEvent",
     "ChainReport",
     "MetadataStore",
+    "RetryPolicy",
+    "TransactionConflictError",
     "Tx",
     "insert_ignore",
     "schema",
