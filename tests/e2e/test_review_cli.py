@@ -10,9 +10,6 @@ import pytest
 
 from tests.e2e._cli import conveyor
 
-# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
-pytestmark = pytest.mark.serial
-
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -27,6 +24,7 @@ def _error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.serial  # timing-sensitive: run alone, after the parallel part of `make test`
 def test_promotion_waits_for_a_review_that_is_never_the_authors(project: Path) -> None:
     assert conveyor("run", cwd=project, env=AUTHOR).code == 0
 

@@ -29,9 +29,6 @@ from conveyor.deploy import controller as ctl
 from conveyor.server.dispatch import ROUTING_KEY_HEADER
 from conveyor.store.metadata import MetadataStore
 
-# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
-pytestmark = pytest.mark.serial
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
@@ -126,6 +123,7 @@ def _start(
     return rollout
 
 
+@pytest.mark.serial  # timing-sensitive: run alone, after the parallel part of `make test`
 def test_a_failing_canary_is_rolled_back_by_its_first_analysis_and_no_request_fails(
     tmp_path: Path, sqlite: tuple[str, MetadataStore], artifact_store: LocalArtifactStore
 ) -> None:
@@ -169,6 +167,7 @@ def test_a_failing_canary_is_rolled_back_by_its_first_analysis_and_no_request_fa
     assert "Traceback" not in server.log_text()
 
 
+@pytest.mark.serial  # timing-sensitive: run alone, after the parallel part of `make test`
 def test_a_healthy_canary_with_the_same_error_rate_is_promoted(
     tmp_path: Path, sqlite: tuple[str, MetadataStore], artifact_store: LocalArtifactStore
 ) -> None:
@@ -198,6 +197,7 @@ def test_a_healthy_canary_with_the_same_error_rate_is_promoted(
     assert set(after) == {str(healthy)}
 
 
+@pytest.mark.serial  # timing-sensitive: run alone, after the parallel part of `make test`
 def test_a_shadow_that_raises_hangs_or_is_slow_leaves_primary_answers_and_p99_alone(
     tmp_path: Path, sqlite: tuple[str, MetadataStore], artifact_store: LocalArtifactStore
 ) -> None:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 # Three server processes and their timing: run alone, after the parallel part of `make test`.
-pytestmark = [pytest.mark.postgres, pytest.mark.serial]
+pytestmark = pytest.mark.postgres
 
 DATABASE = "conveyor_scale_replicas"
 REPLICAS = 3

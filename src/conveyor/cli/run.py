@@ -18,14 +18,35 @@ _STYLE = {"ran": "green", "cached": "cyan", "failed": "red"}
 @click.command()
 @click.option("--force", is_flag=True, help="Re-run every step even if its cache key matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--executor",
+    metavar="WHERE",
+    default=None,
+    help="Where steps run: local (this process, the default), processes (a local pool), "
+    "dask (a Dask cluster on this machine, for the run) or dask://HOST:PORT (a running "
+    "Dask scheduler). Steps that do not depend on each other run at the same time.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many steps run at once: processes of a local pool (alone or with --executor "
+    "processes), or worker processes of --executor dask.",
+)
 @click.pass_context
-def run(ctx: click.Context, force: bool, as_json: bool) -> None:
+def run(
+    ctx: click.Context, force: bool, as_json: bool, executor: str | None, jobs: int | None
+) -> None:
     """Run the project's pipeline; a step whose inputs, code, params and env are unchanged is
     skipped. If conveyor.yaml has a `model:` section, the model is packaged and registered.
 
     When nothing at all changed since the last run (file fingerprints in
     .conveyor/run-lock.json), it answers from there without loading the stores, and records
-    no run: a no-op is not a state change. --force re-runs every step."""
+    no run: a no-op is not a state change. --force re-runs every step.
+
+    Cache keys, outputs and records are the same wherever the steps run; with Dask, the
+    artifact store must be one the workers reach too (see docs/dask.md)."""
     from pathlib import Path
 
     from conveyor.project import run_lock
@@ -38,7 +59,7 @@ def run(ctx: click.Context, force: bool, as_json: bool) -> None:
     if locked is not None:
         _print_unchanged(locked, as_json=as_json)
     else:
-        _run_full(ctx, lock, force=force, as_json=as_json)
+        _run_full(ctx, lock, force=force, as_json=as_json, executor=executor, jobs=jobs)
 
 
 def _print_unchanged(locked: LockedRun, *, as_json: bool) -> None:
@@ -76,9 +97,18 @@ def _print_unchanged(locked: LockedRun, *, as_json: bool) -> None:
         )
 
 
-def _run_full(ctx: click.Context, lock: RunLock, *, force: bool, as_json: bool) -> None:
+def _run_full(
+    ctx: click.Context,
+    lock: RunLock,
+    *,
+    force: bool,
+    as_json: bool,
+    executor: str | None,
+    jobs: int | None,
+) -> None:
     from conveyor.cli._common import console, open_from_context
     from conveyor.core.identity import current_user
+    from conveyor.pipeline import executor_for, using_executor
     from conveyor.project import run as run_project
 
     out = console()
@@ -92,7 +122,12 @@ def _run_full(ctx: click.Context, lock: RunLock, *, force: bool, as_json: bool) 
         style = _STYLE.get(status, "white")
         out.print(f"  [{style}]{status:>7}[/{style}]  {name:<24} {duration * 1000:8.1f} ms")
 
-    with open_from_context(ctx) as project:
+    # The executor first: an unreachable scheduler fails the command before anything is opened.
+    with (
+        executor_for(executor, jobs=jobs) as where,
+        using_executor(where),
+        open_from_context(ctx) as project,
+    ):
         if not as_json:
             out.print(f"[bold]pipeline[/bold] {project.config.pipeline}  ({project.config.root})")
         report = run_project(

@@ -12,28 +12,39 @@ Cached outputs are not read until something needs them: a downstream step that m
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
 import time
-import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.core.clock import utcnow
 from conveyor.core.digest import canonical_json, digest_json
-from conveyor.core.errors import ConfigError, NotFoundError, StepError, ValidationError
+from conveyor.core.errors import (
+    ConfigError,
+    ConveyorError,
+    InfrastructureError,
+    NotFoundError,
+    StepError,
+    ValidationError,
+)
 from conveyor.core.ids import new_id
-from conveyor.pipeline import _codecs, _env
+from conveyor.pipeline import _codecs
 from conveyor.pipeline._codedigest import CodeDigester
+from conveyor.pipeline._executor import OutputRef, StepTask, current_executor
 from conveyor.pipeline._filedigest import DigestCache, Stat, path_digest
 from conveyor.pipeline._locality import ProjectFiles
 
 if TYPE_CHECKING:
+    import concurrent.futures as cf
     import datetime as dt
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
 
+    from conveyor.pipeline._executor import Executor, StepFailure, StepOutcome
     from conveyor.pipeline._pipeline import Pipeline
     from conveyor.pipeline._provenance import GitProbe
     from conveyor.pipeline._record import PipelineRunRecord, Recorder, StepRecord
@@ -94,19 +105,37 @@ class StepResult:
 class _Output:
     """A step's output: its digest always, its value once something needed it."""
 
-    __slots__ = ("_loaded", "_value", "digest", "media_type")
+    __slots__ = ("digest", "loaded", "media_type", "value")
 
     def __init__(self, digest: str, media_type: str, value: Any = None, *, loaded: bool = False):
         self.digest = digest
         self.media_type = media_type
-        self._value = value
-        self._loaded = loaded
+        self.value = value
+        self.loaded = loaded
 
     def get(self, artifacts: ArtifactStore) -> Any:
-        if not self._loaded:
-            self._value = _codecs.decode(artifacts.get_bytes(self.digest), self.media_type)
-            self._loaded = True
-        return self._value
+        if not self.loaded:
+            self.value = _codecs.decode(artifacts.get_bytes(self.digest), self.media_type)
+            self.loaded = True
+        return self.value
+
+
+class _LiveValues(Mapping[str, Any]):
+    """Upstream values for an in-process execution: decoded on first use, then kept, as the
+    ``_Output`` of each step keeps them. Never pickled (a worker reads by digest)."""
+
+    def __init__(self, outputs: dict[str, _Output], artifacts: ArtifactStore) -> None:
+        self._outputs = outputs
+        self._artifacts = artifacts
+
+    def __getitem__(self, name: str) -> Any:
+        return self._outputs[name].get(self._artifacts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._outputs)
+
+    def __len__(self) -> int:
+        return len(self._outputs)
 
 
 @dataclass
@@ -160,8 +189,12 @@ def run_pipeline(
     force: bool = False,
     on_event: Callable[[StepEvent], None] | None = None,
     pipeline_run_id: str | None = None,
+    executor: Executor | None = None,
 ) -> PipelineResult:
     """Run a pipeline: each step runs unless a previous run with its cache key is stored.
+
+    Steps with no path between them in the pipeline may run at the same time, on an executor
+    that runs several at once; cache keys, outputs and records are the same on every executor.
 
     Args:
         pipeline: The pipeline to run.
@@ -175,15 +208,19 @@ def run_pipeline(
         on_event: Called with a :class:`StepEvent` as each step finishes.
         pipeline_run_id: The id of this run (:func:`~conveyor.core.ids.new_id`), for a caller
             that announces the run before it starts; a new one if not given.
+        executor: Where the steps execute (see :mod:`conveyor.pipeline._executor`); the one
+            of ``using_executor`` in effect if not given, else this process, one step at a time.
 
     Returns:
-        The steps' results, in the order they ran.
+        The steps' results, in the pipeline's order (the order they run in-process).
 
     Raises:
         ConfigError: a parameter is neither a step output, a key of ``params``, nor defaulted.
         NotFoundError: an input file does not exist.
-        StepError: a step raised; its run is recorded as failed, the earlier steps as done.
+        StepError: a step raised; its run is recorded as failed, the steps that finished as
+            done (steps running beside it are waited for), and no further step starts.
         ValidationError: a step returned a value that cannot be stored.
+        InfrastructureError: the executor lost a step (a worker died), or cannot run any.
     """
     from conveyor.pipeline._record import Recorder  # SQLAlchemy: only when a pipeline runs
 
@@ -194,6 +231,7 @@ def run_pipeline(
     input_stats: dict[str, Stat] = {}
     plans = _plan(pipeline, params, root, input_stats)
     pipeline_run_id = pipeline_run_id or new_id()
+    executor = executor if executor is not None else current_executor()
     runner = _Runner(
         pipeline=pipeline,
         recorder=Recorder(
@@ -207,12 +245,14 @@ def run_pipeline(
         digester=CodeDigester(ProjectFiles(root)),
         force=force,
         on_event=on_event,
-        env_digest=_env.env_digest(),
-        provenance=_Provenance(root, params, started),
+        env_digest=executor.env_digest(),
+        provenance=_Provenance(root, params, started, executor),
+        executor=executor,
+        root=root,
     )
     succeeded = False
     try:
-        results = [runner.run(plan) for plan in plans]
+        results = runner.run_all(plans)
         succeeded = True
     finally:
         # Whatever happened, the steps that finished are recorded (and stay cached).
@@ -225,6 +265,15 @@ def run_pipeline(
 
 
 @dataclass
+class _Running:
+    """A step handed to the executor, and what its record needs when it comes back."""
+
+    plan: _Plan
+    record: StepRecord
+    t0: float
+
+
+@dataclass
 class _Runner:
     pipeline: Pipeline
     recorder: Recorder
@@ -234,9 +283,71 @@ class _Runner:
     on_event: Callable[[StepEvent], None] | None
     env_digest: str
     provenance: _Provenance
+    executor: Executor
+    root: Path
     outputs: dict[str, _Output] = field(default_factory=dict)
 
-    def run(self, plan: _Plan) -> StepResult:
+    def run_all(self, plans: list[_Plan]) -> list[StepResult]:
+        """Hand each step to the executor once its upstream steps are done; the lowest
+        pipeline index first, so that one step at a time is exactly the pipeline's order."""
+        import concurrent.futures as cf  # ~10 ms, for a run that executes something
+
+        index = {p.step.name: i for i, p in enumerate(plans)}
+        waiting = {p.step.name: len(p.upstream) for p in plans}
+        downstream: dict[str, list[int]] = {p.step.name: [] for p in plans}
+        for i, p in enumerate(plans):
+            for up in p.upstream:
+                downstream[up].append(i)
+        ready = [i for i, p in enumerate(plans) if not p.upstream]
+        heapq.heapify(ready)
+        results: dict[str, StepResult] = {}
+        running: dict[cf.Future[StepOutcome], _Running] = {}
+        errors: list[BaseException] = []
+
+        def done(result: StepResult) -> None:
+            results[result.name] = result
+            for i in downstream[result.name]:
+                waiting[plans[i].step.name] -= 1
+                if waiting[plans[i].step.name] == 0:
+                    heapq.heappush(ready, i)
+
+        def collect(futures: Iterable[cf.Future[StepOutcome]]) -> None:
+            for future in sorted(futures, key=lambda f: index[running[f].plan.step.name]):
+                try:
+                    result = self._complete(running.pop(future), future)
+                except BaseException as exc:
+                    errors.append(exc)
+                else:
+                    done(result)
+
+        try:
+            while running or (ready and not errors):
+                while ready and not errors:
+                    plan = plans[heapq.heappop(ready)]
+                    started = self._start(plan)
+                    if isinstance(started, StepResult):
+                        done(started)
+                        continue
+                    future, pending = started
+                    running[future] = pending
+                    # In-process, the step has run already: record it before the next starts.
+                    collect([f for f in running if f.done()])
+                if running:
+                    self.recorder.end_read()
+                    finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                    collect(finished)
+        except BaseException:
+            # Interrupted: what is still running on the executor is not recorded, and is
+            # cancelled where the executor can (the Dask executor's close cancels the rest).
+            for future in running:
+                future.cancel()
+            raise
+        if errors:
+            raise errors[0]
+        return [results[p.step.name] for p in plans]
+
+    def _start(self, plan: _Plan) -> StepResult | tuple[cf.Future[StepOutcome], _Running]:
+        """The cached result of ``plan``'s step, or the future of its execution."""
         from conveyor.pipeline._record import StepRecord
 
         t0 = time.perf_counter()
@@ -279,46 +390,104 @@ class _Runner:
         # No read transaction stays open while user code runs, for minutes perhaps.
         self.recorder.end_read()
         self.provenance.capture(self.artifacts)
-        record.seed = self.provenance.seed_step(name)
-        kwargs = dict(plan.call_args)
-        for up in plan.upstream:
-            kwargs[up] = self.outputs[up].get(self.artifacts)
+        record.seed = self.provenance.step_seed(name)
+        task = StepTask(
+            name=name,
+            module=plan.step.__module__,
+            qualname=plan.step.__qualname__,
+            root=str(self.root),
+            code_digest=code_digest,
+            env_digest=self.env_digest,
+            kwargs=dict(plan.call_args),
+            inputs={
+                up: OutputRef(self.outputs[up].digest, self.outputs[up].media_type)
+                for up in plan.upstream
+            },
+            seed=record.seed,
+            artifacts=self.artifacts,
+            step=plan.step,
+            values=_LiveValues(self.outputs, self.artifacts),
+        )
+        return self.executor.submit(task), _Running(plan, record, t0)
+
+    def _complete(self, pending: _Running, future: cf.Future[StepOutcome]) -> StepResult:
+        """Record a step the executor has finished with; raise its failure, if it failed."""
+        plan, record, name = pending.plan, pending.record, pending.plan.step.name
         try:
-            value = plan.step.fn(**kwargs)
+            outcome = future.result()
+        except ConveyorError:
+            raise  # the step could not start in-process (an unreadable input): as before
         except Exception as exc:
-            text = str(exc).strip()
-            summary = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-            trace = _user_traceback(exc)
+            # The executor lost the step (a worker died, the task was cancelled): recorded
+            # failed like a step that raised, but it is the infrastructure's failure.
+            summary = _summary(exc)
             record.succeeded = False
-            record.error = f"{summary}\n\n{trace}"
-            self._finish(record, "failed", t0, plan)
-            raise StepError(
-                f"step '{name}' failed: {summary}",
-                hint="fix the step and run again; the steps that finished stay cached",
-                details={
-                    "pipeline": self.pipeline.name,
-                    "step": name,
-                    "run_id": record.run_id,
-                    "pipeline_run_id": self.recorder.pipeline_run_id,
-                    "error": summary,
-                    "traceback": trace,
-                },
+            record.error = f"the executor lost the step: {summary}"
+            self._finish(record, "failed", pending.t0, plan)
+            raise InfrastructureError(
+                f"step '{name}' did not finish: the executor lost it ({summary})",
+                hint="check the workers (memory, logs) and run again; "
+                "the steps that finished stay cached",
+                details=self._details(record, summary),
             ) from exc
-        try:
-            data, media_type = _codecs.encode(value, step=name)
-        except ValidationError as exc:
-            record.succeeded = False
-            record.error = str(exc)
-            self._finish(record, "failed", t0, plan)
-            raise
-        ref = self.artifacts.put_bytes(data)
-        self.outputs[name] = _Output(ref.digest, media_type, value, loaded=True)
-        record.output_digest = ref.digest
-        record.new_artifact = (ref.size, media_type)
-        result = self._finish(record, "ran", t0, plan)
-        # Written now, so that a crash later in the run does not lose this (maybe long) work.
-        self.recorder.flush()
-        return result
+        failure = outcome.failure
+        if failure is None:
+            assert outcome.output is not None
+            self.outputs[name] = _Output(
+                outcome.output.digest,
+                outcome.output.media_type,
+                outcome.value,
+                loaded=outcome.has_value,
+            )
+            record.output_digest = outcome.output.digest
+            record.new_artifact = (outcome.size, outcome.output.media_type)
+            result = self._finish(record, "ran", pending.t0, plan)
+            # Written now, so that a crash later in the run does not lose this (maybe long) work.
+            self.recorder.flush()
+            return result
+        record.succeeded = False
+        record.error = (
+            f"{failure.summary}\n\n{failure.traceback}" if failure.traceback else failure.summary
+        )
+        self._finish(record, "failed", pending.t0, plan)
+        raise self._error(failure, record, outcome.exception)
+
+    def _error(
+        self, failure: StepFailure, record: StepRecord, cause: BaseException | None
+    ) -> ConveyorError:
+        error: ConveyorError
+        name = record.step
+        if failure.kind == "invalid":
+            if isinstance(cause, ValidationError):
+                return cause  # in-process: the very error, as before
+            error = ValidationError(failure.summary, hint=failure.hint, details=failure.details)
+        elif failure.kind == "raised":
+            details = self._details(record, failure.summary)
+            details["traceback"] = failure.traceback
+            error = StepError(
+                f"step '{name}' failed: {failure.summary}",
+                hint="fix the step and run again; the steps that finished stay cached",
+                details=details,
+            )
+        else:
+            error = InfrastructureError(
+                f"step '{name}' could not run on a worker: {failure.summary}",
+                hint=failure.hint,
+                details=self._details(record, failure.summary),
+            )
+        if cause is not None:
+            error.__cause__ = cause
+            error.__suppress_context__ = True
+        return error
+
+    def _details(self, record: StepRecord, summary: str) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline.name,
+            "step": record.step,
+            "run_id": record.run_id,
+            "pipeline_run_id": self.recorder.pipeline_run_id,
+            "error": summary,
+        }
 
     def _finish(
         self,
@@ -357,11 +526,18 @@ class _Runner:
         return result
 
 
+def _summary(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class _Provenance:
     """The ``pipeline_run`` record (see :mod:`conveyor.pipeline._provenance`), captured before
     the first step that executes and written when the run ends; a fully cached run has none."""
 
-    def __init__(self, root: Path, params: dict[str, Any], started: dt.datetime) -> None:
+    def __init__(
+        self, root: Path, params: dict[str, Any], started: dt.datetime, executor: Executor
+    ) -> None:
         # Imported here: tarfile and subprocess are not needed to load a pipeline module.
         from conveyor.pipeline import _provenance
 
@@ -372,6 +548,7 @@ class _Provenance:
         self.started = started
         self.record: PipelineRunRecord | None = None
         self.git: GitProbe | None = None
+        self.executor = executor
 
     def capture(self, artifacts: ArtifactStore) -> None:
         if self.record is not None:
@@ -380,7 +557,9 @@ class _Provenance:
 
         self.git = self._p.GitProbe(self.root)
         snapshot = artifacts.put_bytes(self._p.code_snapshot(self.root))
-        environment = artifacts.put_bytes(canonical_json(_env.environment_document()).encode())
+        environment = artifacts.put_bytes(
+            canonical_json(self.executor.environment_document()).encode()
+        )
         self.record = PipelineRunRecord(
             params=self.params,
             seed=self.seed,
@@ -391,11 +570,9 @@ class _Provenance:
             started_at=self.started,
         )
 
-    def seed_step(self, step: str) -> int:
-        """Seed random, numpy and the frameworks for ``step``; its seed."""
-        seed = self._p.step_seed(self.seed, step)
-        self._p.seed_everything(seed)
-        return seed
+    def step_seed(self, step: str) -> int:
+        """The seed of ``step`` in this run; the executor seeds the generators with it."""
+        return self._p.step_seed(self.seed, step)
 
     def write(self, recorder: Recorder, *, succeeded: bool) -> None:
         if self.record is None:
@@ -405,14 +582,6 @@ class _Provenance:
         self.record.ended_at = utcnow()
         self.record.succeeded = succeeded
         recorder.write_pipeline_run(self.record)
-
-
-def _user_traceback(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    # The first frame is the runner's call into the step; the user's code starts after it.
-    if tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _plan(

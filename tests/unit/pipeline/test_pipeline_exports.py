@@ -12,14 +12,23 @@ import conveyor.pipeline as pipeline
 def test_all_is_sorted_and_complete() -> None:
     assert pipeline.__all__ == sorted(pipeline.__all__)
     assert pipeline.__all__ == [
+        "DaskExecutor",
+        "Executor",
+        "InProcessExecutor",
         "Pipeline",
         "PipelineResult",
+        "ProcessExecutor",
         "Step",
         "StepEvent",
+        "StepOutcome",
         "StepResult",
+        "StepTask",
+        "execute",
+        "executor_for",
         "load_pipeline",
         "run_pipeline",
         "step",
+        "using_executor",
     ]
     for name in pipeline.__all__:
         assert getattr(pipeline, name).__module__.startswith("conveyor.pipeline")
@@ -35,7 +44,8 @@ def test_importing_the_pipeline_package_does_not_import_heavy_libraries() -> Non
         "import sys\n"
         "from conveyor import Pipeline, step\n"
         "import conveyor.pipeline\n"
-        "heavy = ('pandas', 'numpy', 'pyarrow', 'sklearn', 'skops', 'sqlalchemy')\n"
+        "heavy = ('pandas', 'numpy', 'pyarrow', 'sklearn', 'skops', 'sqlalchemy', 'dask',\n"
+        "         'distributed')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

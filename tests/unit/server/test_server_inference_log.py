@@ -68,6 +68,7 @@ def test_metrics_show_the_log_counters_and_monitoring_state(stores: Stores, tmp_
 
 
 @pytest.mark.serial  # compares latencies: run alone, after the parallel part of `make test`
+@pytest.mark.parametrize("backend", ["sqlite"])  # the store is not on the request path
 def test_logging_leaves_serving_latency_unchanged(stores: Stores, tmp_path: Path) -> None:
     """The same requests, alternating between a server that logs and one that does not."""
     log = InferenceLogger(tmp_path / "log")

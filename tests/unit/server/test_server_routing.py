@@ -25,9 +25,6 @@ from conveyor.deploy.state import write_routing
 from conveyor.server import create_app
 from conveyor.server.dispatch import ROUTING_KEY_HEADER
 
-# Timing-sensitive (latency budgets, load): run alone, after the parallel part of `make test`.
-pytestmark = pytest.mark.serial
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -192,6 +189,7 @@ def test_a_bad_request_is_the_clients_fault_on_either_version(stores: Stores) ->
     assert (canary.client_errors, canary.server_errors) == (1, 0)
 
 
+@pytest.mark.serial  # timing-sensitive: run alone, after the parallel part of `make test`
 @pytest.mark.parametrize("fault", [{"error_rate": 1.0}, {"hang_s": 3.0}])
 def test_a_shadow_that_fails_or_hangs_leaves_primary_answers_alone(
     client: TestClient, stores: Stores, monkeypatch: pytest.MonkeyPatch, fault: dict[str, float]
