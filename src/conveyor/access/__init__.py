@@ -21,7 +21,15 @@ from conveyor.access.principals import (
     revoke_token,
     role_of,
 )
-from conveyor.access.roles import PERMISSIONS, PUBLIC, ROLES, allowed, permissions_of
+from conveyor.access.roles import (
+    PERMISSIONS,
+    PUBLIC,
+    ROLES,
+    allowed,
+    permission_of,
+    permissions_of,
+    requires,
+)
 
 __all__ = [
     "PERMISSIONS",
@@ -38,8 +46,10 @@ __all__ = [
     "create_token",
     "list_tokens",
     "list_users",
+    "permission_of",
     "permissions_of",
     "require",
+    "requires",
     "revoke_token",
     "role_of",
 ]

@@ -18,9 +18,22 @@ permission it needs; one that names none is refused (deny by default).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-__all__ = ["PERMISSIONS", "PUBLIC", "ROLES", "allowed", "permissions_of"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "PERMISSIONS",
+    "PUBLIC",
+    "ROLES",
+    "allowed",
+    "permission_of",
+    "permissions_of",
+    "requires",
+]
+
+_F = TypeVar("_F")
 
 #: Needs no identity at all (health probes, metrics, the OpenAPI document).
 PUBLIC: Final = "public"
@@ -45,3 +58,20 @@ def permissions_of(role: str | None) -> frozenset[str]:
 def allowed(role: str | None, permission: str) -> bool:
     """Whether ``role`` may do what ``permission`` names (``PUBLIC``: anyone)."""
     return permission == PUBLIC or permission in permissions_of(role)
+
+
+def requires(permission: str) -> Callable[[_F], _F]:
+    """Declare the permission an endpoint (an API route, a dashboard page) needs; the face
+    that serves it checks it, and refuses to start with an endpoint that declares none."""
+
+    def mark(endpoint: _F) -> _F:
+        endpoint.permission = permission  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+def permission_of(endpoint: Any) -> str | None:
+    """The permission ``endpoint`` declared with :func:`requires`, or None."""
+    permission: str | None = getattr(endpoint, "permission", None)
+    return permission

@@ -24,11 +24,11 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio.to_thread
 
-from conveyor.access.roles import PUBLIC, ROLES, allowed
+from conveyor.access.roles import PUBLIC, ROLES, allowed, permission_of, requires
 from conveyor.core.errors import ForbiddenError
 
 if TYPE_CHECKING:
@@ -60,21 +60,6 @@ class ServerAccess:
     API always needs a token."""
 
     inference: Literal["open", "token"] = "open"
-
-
-def requires(permission: str) -> Callable[[Endpoint], Endpoint]:
-    """Declare the permission a route's endpoint needs."""
-
-    def mark(endpoint: Endpoint) -> Endpoint:
-        endpoint.permission = permission  # type: ignore[attr-defined]
-        return endpoint
-
-    return mark
-
-
-def permission_of(endpoint: Any) -> str | None:
-    permission: str | None = getattr(endpoint, "permission", None)
-    return permission
 
 
 def guard(endpoint: Endpoint, access: ServerAccess, store: MetadataStore) -> Endpoint:

@@ -24,11 +24,19 @@ import functools
 import hashlib
 import hmac
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from conveyor.access import PUBLIC, ROLES, Principal, allowed, authenticate
+from conveyor.access import (
+    PUBLIC,
+    ROLES,
+    Principal,
+    allowed,
+    authenticate,
+    permission_of,
+    requires,
+)
 from conveyor.core.errors import ForbiddenError
 
 if TYPE_CHECKING:
@@ -53,21 +61,6 @@ __all__ = [
 
 #: The session cookie: the API token itself, readable by the server only.
 COOKIE = "conveyor_session"
-
-
-def requires(permission: str) -> Callable[[Endpoint], Endpoint]:
-    """Declare the permission a dashboard route needs."""
-
-    def mark(endpoint: Endpoint) -> Endpoint:
-        endpoint.permission = permission  # type: ignore[attr-defined]
-        return endpoint
-
-    return mark
-
-
-def permission_of(endpoint: Any) -> str | None:
-    permission: str | None = getattr(endpoint, "permission", None)
-    return permission
 
 
 def presented_token(request: Request) -> str | None:
