@@ -3,6 +3,10 @@ findings in the metadata store against the dataset version.
 
 The checks themselves are ``conveyor.data.validate``; the settings ``conveyor.data.settings``
 (re-exported here, as the promotion code imports them from this module).
+
+The gate computes the per-column distributions of both datasets (``charts``) and records them,
+bounded, with the verdict, so the dashboard's Data page can draw reference against current
+without re-reading either dataset: the files may be gone, or too large for a page view.
 """
 
 from __future__ import annotations
@@ -18,11 +22,31 @@ if TYPE_CHECKING:
 
     from conveyor.store.metadata import MetadataStore
 
-__all__ = ["DataGateSettings", "record_findings", "run_data_gate", "validate_frames"]
+__all__ = [
+    "MAX_CHART_CATEGORIES",
+    "MAX_CHART_COLUMNS",
+    "DataGateSettings",
+    "record_findings",
+    "run_data_gate",
+    "stored_charts",
+    "validate_frames",
+]
+
+#: At most this many columns' distributions are recorded per check (drifted columns first).
+MAX_CHART_COLUMNS = 30
+#: At most this many categories per categorical column (the most frequent in both datasets).
+MAX_CHART_CATEGORIES = 20
+# Numeric charts have ``conveyor.data.html``'s 20 bins; more than this is refused, not merged.
+_MAX_BINS = 30
+_MAX_LABEL = 64
 
 
-def run_data_gate(settings: DataGateSettings, *, current: Path, charts: bool = False) -> DataReport:
+def run_data_gate(settings: DataGateSettings, *, current: Path, charts: bool = True) -> DataReport:
     """Read the reference and ``current`` and validate (see :func:`validate_frames`).
+
+    ``charts`` (on by default: the gate records them, see :func:`record_findings`) also
+    computes both datasets' distribution per column, from the sorted values the drift tests
+    already hold; it adds about a tenth to the validation's time.
 
     Raises:
         NotFoundError: a dataset does not exist.
@@ -55,7 +79,8 @@ def record_findings(
 
     Each finding is a check that did not pass (``passed`` false); the summary row (check
     ``data_checks``, no column) records the verdict of the whole validation, so a clean dataset
-    still has a row saying it was checked and passed.
+    still has a row saying it was checked and passed. Its details also hold the reference and
+    current distribution of each column, as :func:`stored_charts` bounds them.
 
     Returns:
         The number of rows written.
@@ -89,7 +114,11 @@ def record_findings(
             "observed": float(len(report.blocking)),
             "threshold": 0.0,
             "details": jsonable(
-                {"warnings": len(report.findings) - len(report.blocking), "summary": report.summary}
+                {
+                    "warnings": len(report.findings) - len(report.blocking),
+                    "summary": report.summary,
+                    **stored_charts(report),
+                }
             ),
         }
     )
@@ -106,6 +135,47 @@ def record_findings(
             },
         )
     return len(rows)
+
+
+def stored_charts(report: DataReport, *, limit: int = MAX_CHART_COLUMNS) -> dict[str, Any]:
+    """The part of ``report.charts`` a check records: ``{"charts": {column: chart}}``, plus
+    ``"charts_omitted"`` (how many columns did not fit) when more than ``limit`` have one.
+
+    Drifted columns come first, then the others in the order they were compared. A chart is
+    ``conveyor.data.html.chart_data``'s (``kind`` numeric or categorical, ``labels``, the
+    ``reference`` and ``current`` shares of each bin or category) with the column's drift
+    verdict (``drifted``, ``test``, ``statistic``) added; a categorical one keeps its
+    :data:`MAX_CHART_CATEGORIES` most frequent categories. Nothing when no chart was computed.
+    """
+    if not report.charts:
+        return {}
+    verdicts = {str(d["column"]): d for d in report.drift}
+    names = sorted(
+        report.charts, key=lambda c: not (verdicts.get(c) or {}).get("drifted", False)
+    )  # stable: the comparison order within drifted and within the rest
+    kept: dict[str, Any] = {}
+    for name in names:
+        chart = report.charts[name]
+        categorical = chart["kind"] == "categorical"
+        if not categorical and len(chart["reference"]) > _MAX_BINS:
+            continue
+        if len(kept) == limit:
+            break
+        top = MAX_CHART_CATEGORIES if categorical else _MAX_BINS
+        verdict = verdicts.get(name) or {}
+        kept[name] = {
+            "kind": chart["kind"],
+            "labels": [str(label)[:_MAX_LABEL] for label in chart["labels"][:top]],
+            "reference": list(chart["reference"][:top]),
+            "current": list(chart["current"][:top]),
+            "drifted": bool(verdict.get("drifted", False)),
+            "test": verdict.get("test"),
+            "statistic": verdict.get("statistic"),
+        }
+    stored: dict[str, Any] = {"charts": kept}
+    if len(report.charts) > len(kept):
+        stored["charts_omitted"] = len(report.charts) - len(kept)
+    return stored
 
 
 def _finite(x: float | None) -> float | None:

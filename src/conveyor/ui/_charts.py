@@ -1,4 +1,5 @@
-"""Charts drawn on the server as inline SVG: time series, the lineage graph, a traffic split.
+"""Charts drawn on the server as inline SVG: time series, the lineage graph, a traffic split,
+a column's reference against current distribution.
 
 No script and no chart library: a page is one HTML document that renders offline, in any
 browser, and prints. Like the gate report's charts (:mod:`conveyor.project._report_html`, whose
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
-__all__ = ["PALETTE", "Series", "line_chart", "lineage_svg", "split_bar"]
+__all__ = ["PALETTE", "Series", "distribution_chart", "line_chart", "lineage_svg", "split_bar"]
 
 PALETTE = ("#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d")
 
@@ -205,3 +207,79 @@ def split_bar(parts: Sequence[tuple[str, float]], *, width: int = 420) -> str:
         x += w
     out.append("</svg>")
     return "".join(out)
+
+
+def _share(value: object) -> float:
+    # Stored JSON turns NaN into null; a share is never NaN, so null only comes from damage.
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def distribution_chart(
+    column: str, chart: Mapping[str, Any], *, width: int = 380, height: int = 150
+) -> str:
+    """A column's reference and current distributions, as a data check recorded them
+    (``conveyor.data.gate.stored_charts``): overlaid histograms on shared bins for a numeric
+    column, paired bars per category for a categorical one. Heights are shares of each
+    dataset's non-missing values, so datasets of different sizes compare."""
+    pad_l, pad_r, pad_t, pad_b = 40, 8, 22, 34
+    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
+    numeric = chart.get("kind") != "categorical"
+    ref = [_share(v) for v in chart.get("reference") or []]
+    cur = [_share(v) for v in chart.get("current") or []]
+    labels = [str(x) for x in chart.get("labels") or []]
+    n = min(len(ref), len(cur))
+    drifted = bool(chart.get("drifted"))
+    title = column
+    if drifted:
+        title += f" (drifted: {chart.get('test')} {_share(chart.get('statistic')):.3g})"
+    parts = [
+        f'<svg class="distribution" width="{width}" height="{height + 16}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg" data-column="{_esc(column)}" '
+        f'data-kind="{"numeric" if numeric else "categorical"}" '
+        f'data-drifted="{str(drifted).lower()}"><title>{_esc(title)}</title>'
+        f'<text class="chart-title" x="{pad_l}" y="14">{_esc(title)}</text>'
+        f'<rect class="axis" x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" '
+        'fill="none"/>'
+    ]
+    if n == 0:
+        parts.append(f'<text x="{pad_l + 8}" y="{pad_t + plot_h / 2:.0f}">no data</text></svg>')
+        return "".join(parts)
+    top = max(*ref[:n], *cur[:n], 1e-12)
+    slot = plot_w / n
+    bar = slot if numeric else max(slot / 2 - 1, 1.0)
+    for tick in (0.0, top):
+        y = pad_t + (1.0 - tick / top) * plot_h
+        parts.append(f'<text x="2" y="{y + 3:.1f}">{tick * 100:.3g}%</text>')
+    for i in range(n):
+        label = labels[i] if not numeric and i < len(labels) else ""
+        for j, (series, share) in enumerate((("reference", ref[i]), ("current", cur[i]))):
+            h = plot_h * share / top
+            x = pad_l + i * slot + (0 if numeric else j * bar)
+            colour = PALETTE[0] if series == "reference" else PALETTE[3]
+            opacity = ' fill-opacity="0.55"' if numeric else ""
+            named = f"{_esc(label)}: " if label else f"bin {i + 1}: "
+            parts.append(
+                f'<rect x="{x:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"{opacity} data-series="{series}" '
+                f'data-bin="{i}" data-label="{_esc(label)}" data-share="{share!r}">'
+                f"<title>{series} {named}{share * 100:.3g}%</title></rect>"
+            )
+        if label:
+            parts.append(
+                f'<text x="{pad_l + i * slot:.1f}" y="{pad_t + plot_h + 12}">'
+                f"{_esc(label[: max(int(slot / 6), 1)])}</text>"
+            )
+    if numeric and len(labels) >= 2:
+        parts.append(
+            f'<text x="{pad_l}" y="{pad_t + plot_h + 12}">{_esc(labels[0])}</text>'
+            f'<text x="{pad_l + plot_w}" y="{pad_t + plot_h + 12}" text-anchor="end">'
+            f"{_esc(labels[-1])}</text>"
+        )
+    for k, (series, colour) in enumerate((("reference", PALETTE[0]), ("current", PALETTE[3]))):
+        lx = pad_l + 90 * k
+        parts.append(
+            f'<rect x="{lx}" y="{height + 2}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{lx + 14}" y="{height + 11}">{series}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import NotFoundError
 from conveyor.ui import _queries as q
-from conveyor.ui._charts import Series, line_chart, lineage_svg, split_bar
+from conveyor.ui._charts import Series, distribution_chart, line_chart, lineage_svg, split_bar
 
 if TYPE_CHECKING:
     from conveyor.deploy import Rollout
@@ -373,8 +373,9 @@ def _rollout_view(rollout: Rollout, routing: Any, windows: list[q.ServedWindow])
 
 
 def data_page(project: Project) -> dict[str, Any]:
-    """Data-quality reports (the newest validations with their findings) and, per monitored
-    model, the drift statistic of every column over time."""
+    """Data-quality reports (the newest validations with their findings), the reference vs
+    current distribution per column of each dataset's newest check, and, per monitored model,
+    the drift statistic of every column over time."""
     from conveyor.monitoring.windows import read_windows
     from conveyor.registry import list_models
 
@@ -407,7 +408,24 @@ def data_page(project: Project) -> dict[str, Any]:
                     "share": _number(latest.get("drift.share_drifted")),
                 }
             )
-    return {"checks": checks, "drift": drift}
+    return {"checks": checks, "drift": drift, "distributions": _distributions(checks)}
+
+
+def _distributions(checks: list[q.DatasetCheck]) -> list[dict[str, Any]]:
+    """Per dataset (by name, else version), its newest check's recorded distributions."""
+    seen: set[str] = set()
+    out = []
+    for c in checks:  # newest first
+        if c.dataset in seen or not c.charts:
+            continue
+        seen.add(c.dataset)
+        out.append(
+            {
+                "check": c,
+                "charts": [distribution_chart(name, chart) for name, chart in c.charts.items()],
+            }
+        )
+    return out
 
 
 def _number(value: Any) -> float | None:

@@ -8,7 +8,7 @@ each function answers for a whole page at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from conveyor.store.metadata.audit import AuditEvent
 from conveyor.store.metadata.schema import (
     audit_event,
     dataset_check,
+    dataset_version,
     gate_result,
     serving_window,
     stage_history,
@@ -126,7 +127,9 @@ def serving_windows(
 
 @dataclass(frozen=True)
 class DatasetCheck:
-    """A validation of a dataset version: its verdict and its findings."""
+    """A validation of a dataset version: its verdict, its findings, and the reference and
+    current distribution per column it recorded (``conveyor.data.gate.stored_charts``; empty
+    for checks recorded without them)."""
 
     dataset_version: str
     reference_version: str | None
@@ -134,6 +137,14 @@ class DatasetCheck:
     at: dt.datetime
     summary: dict[str, Any]
     findings: tuple[dict[str, Any], ...]
+    dataset_name: str | None = None
+    charts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charts_omitted: int = 0
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's registered name, else its version id (not every check registers it)."""
+        return self.dataset_name or self.dataset_version
 
 
 def dataset_checks(conn: sa.Connection, *, limit: int = 20) -> list[DatasetCheck]:
@@ -141,7 +152,8 @@ def dataset_checks(conn: sa.Connection, *, limit: int = 20) -> list[DatasetCheck
     first, each with the findings written in its transaction."""
     d = dataset_check
     summaries = conn.execute(
-        sa.select(d)
+        sa.select(d, dataset_version.c.name.label("dataset_name"))
+        .outerjoin(dataset_version, dataset_version.c.id == d.c.dataset_version)
         .where(d.c.check == "data_checks", d.c.column.is_(None))
         .order_by(d.c.id.desc())
         .limit(limit)
@@ -169,17 +181,25 @@ def dataset_checks(conn: sa.Connection, *, limit: int = 20) -> list[DatasetCheck
                 "message": (f.details or {}).get("message", ""),
             }
         )
-    return [
-        DatasetCheck(
-            dataset_version=s.dataset_version,
-            reference_version=s.reference_version,
-            passed=s.passed,
-            at=s.created_at,
-            summary=dict(s.details or {}),
-            findings=tuple(by_run.get((s.dataset_version, s.created_at), [])),
+    out = []
+    for s in summaries:
+        details = dict(s.details or {})
+        charts = details.pop("charts", None)
+        omitted = details.pop("charts_omitted", 0)
+        out.append(
+            DatasetCheck(
+                dataset_version=s.dataset_version,
+                reference_version=s.reference_version,
+                passed=s.passed,
+                at=s.created_at,
+                summary=details,
+                findings=tuple(by_run.get((s.dataset_version, s.created_at), [])),
+                dataset_name=s.dataset_name,
+                charts=charts if isinstance(charts, dict) else {},
+                charts_omitted=omitted if isinstance(omitted, int) else 0,
+            )
         )
-        for s in summaries
-    ]
+    return out
 
 
 @dataclass(frozen=True)

@@ -351,7 +351,9 @@ def _data_check(store: MetadataStore) -> None:
             "plan": rng.choice(np.array(["a", "b", None], dtype=object), 500),
         }
     )
-    report = validate_frames(reference, current, DataGateSettings(reference=Path("ref.csv")))
+    report = validate_frames(
+        reference, current, DataGateSettings(reference=Path("ref.csv")), charts=True
+    )
     record_findings(
         store,
         digest_bytes(b"current"),
