@@ -3,9 +3,12 @@
     conveyor_pit_join.py LABEL_ROWS FEATURE_ROWS SEED
 
 The same data as ``pandas_asof.py`` (its generator, same arguments and seed; generation
-untimed). Timed: ``conveyor.features.point_in_time_join`` (DuckDB ``ASOF LEFT JOIN``, each
-label row taking the latest feature row of its entity at or before its timestamp), result
-fetched as a pandas DataFrame, as ``merge_asof`` returns one.
+untimed), in memory as the anchor's is: labels as generated (sorted by time), feature rows
+sorted by (entity, time), the order ``OfflineStore.read`` returns (untimed, as the anchor's
+sort by time is; the join needs no particular order). Timed:
+``conveyor.features.point_in_time_join`` (DuckDB ``ASOF LEFT JOIN``, each label row taking the
+latest feature row of its entity at or before its timestamp), result fetched as a pandas
+DataFrame in the labels' order, as ``merge_asof`` returns one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def main() -> None:
 
     n_labels, n_features, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     labels, features = make_frames(n_labels, n_features, seed)
+    features = features.sort_values(["entity", "ts"], kind="stable", ignore_index=True)
     t0 = time.perf_counter()
     joined = point_in_time_join(
         labels,

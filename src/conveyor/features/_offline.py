@@ -12,6 +12,13 @@ A training set takes, for each label row, the latest value of each feature *at o
 label's timestamp, never after (the label would otherwise see the future): DuckDB's
 ``ASOF LEFT JOIN``, one per feature, straight off the Parquet files. A value older than the
 feature's TTL at the label's time is returned as null.
+
+Only the labels' entity keys, times and row numbers enter DuckDB, and the joined rows come back
+unordered (``preserve_insertion_order`` off, no ``ORDER BY``: both cost a sort of the result);
+they are put back in label order by a scatter on the row number, beside the labels' other
+columns, which never leave pandas. At 1M labels x 5M feature rows this is ~0.6 s against ~2 s
+with ``row_number() OVER ()`` and ``ORDER BY``, yet still slower than pandas ``merge_asof`` on
+rows already sorted by time (~0.2 s, single pass): DuckDB's ASOF join sorts both sides.
 """
 
 from __future__ import annotations
@@ -157,12 +164,20 @@ def point_in_time_join(
             f"the labels already have column(s) {', '.join(clash)}, named like features",
             hint="rename or drop them before building the training set",
         )
+    import numpy as np
+
     frame = labels if times is column else labels.assign(**{timestamp: times})
-    selects, joins = [], []
+    # Only the keys, the time and the row number go through DuckDB; the labels' other columns
+    # stay in pandas, untouched. The joined rows come back in any order (no ORDER BY, no
+    # insertion order kept: both cost a sort) and are put back in label order by ``_row``.
+    keys = pd.DataFrame(
+        {"_key": frame[entity].to_numpy(), "_ts": times.to_numpy(), "_row": np.arange(len(frame))}
+    )
+    selects, joins = ["l._row"], []
     con = _connect()
     try:
-        con.register("_labels", frame)
-        key, ts = ident(entity), ident(timestamp)
+        con.execute("SET preserve_insertion_order = false")
+        con.register("_labels", keys)
         for i, (given, columns, ttl) in enumerate(features):
             table = given
             if isinstance(given, pd.DataFrame):
@@ -174,26 +189,26 @@ def point_in_time_join(
                 if ttl is not None:
                     micros = round(ttl * 1_000_000)
                     value = (
-                        f"CASE WHEN {alias}._ts >= l.{ts} - INTERVAL {micros} MICROSECOND "
+                        f"CASE WHEN {alias}._ts >= l._ts - INTERVAL {micros} MICROSECOND "
                         f"THEN {value} END"
                     )
                 selects.append(f"{value} AS {column}")
             wanted = ", ".join(map(ident, columns))
             joins.append(
-                f"ASOF LEFT JOIN (SELECT {key} AS _key, {ident(feature_timestamp)} AS _ts, "  # noqa: S608
-                f"{wanted} FROM {table}) {alias} "
-                f"ON l.{key} = {alias}._key AND l.{ts} >= {alias}._ts"
+                f"ASOF LEFT JOIN (SELECT {ident(entity)} AS _key, "  # noqa: S608
+                f"{ident(feature_timestamp)} AS _ts, {wanted} FROM {table}) {alias} "
+                f"ON l._key = {alias}._key AND l._ts >= {alias}._ts"
             )
         # Every name in the text is quoted by ident() and every path by _quote(); DuckDB
         # takes no parameters for identifiers or table functions' file lists.
-        sql = (
-            f"SELECT l.* EXCLUDE (_row), {', '.join(selects)} "  # noqa: S608
-            f"FROM (SELECT *, row_number() OVER () AS _row FROM _labels) l "
-            f"{' '.join(joins)} ORDER BY l._row"
-        )
-        return _fetch(con, sql)
+        sql = f"SELECT {', '.join(selects)} FROM _labels l {' '.join(joins)}"  # noqa: S608
+        fetched = _fetch(con, sql)
     finally:
         con.close()
+    order = np.empty(len(fetched), dtype=np.int64)
+    order[fetched["_row"].to_numpy()] = np.arange(len(fetched))
+    values = fetched.drop(columns="_row").take(order).reset_index(drop=True)
+    return pd.concat([frame.reset_index(drop=True), values], axis=1)
 
 
 def _one_entity(features: Sequence[FeatureRecord]) -> str:
