@@ -338,6 +338,8 @@ def _overlaps(path: Path, start: dt.datetime, end: dt.datetime) -> bool:
 
 
 def _scalar(value: Any) -> Any:
+    if type(value).__name__ == "NAType":  # pandas' missing value in nullable integer columns
+        return None
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
