@@ -17,6 +17,7 @@ version, the digest.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -57,6 +58,9 @@ def make(model_dir: Path, project: Path) -> None:
     if project.exists():
         shutil.rmtree(project)
     project.mkdir(parents=True)
+    if os.environ.get("BENCH_CONVEYOR_INFERENCE_LOG") == "off":
+        # Measures the server without its monitoring log (on by default), to see what it costs.
+        (project / "conveyor.yaml").write_text("monitoring:\n  log:\n    enabled: false\n")
     store_url = f"sqlite:///{project / 'metadata.db'}"
     artifacts_dir = project / "artifacts"
 

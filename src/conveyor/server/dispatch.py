@@ -440,8 +440,7 @@ class _LoggedRows:
         # so, through the GIL, the server) a hundred times more than the row itself.
         columns = self._request.columns
         return [
-            {name: values[i] for name, values in columns.items()}
-            for i in range(self._request.rows)
+            {name: values[i] for name, values in columns.items()} for i in range(self._request.rows)
         ]
 
 
