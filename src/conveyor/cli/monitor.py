@@ -31,7 +31,6 @@ __all__ = ["alerts", "incident", "monitor"]
 
 #: The files rules are read from, first found wins (until ``monitoring:`` is in conveyor.yaml).
 RULE_FILES = ("monitoring.yaml", "alerts.yaml")
-WEBHOOK_ENV = CONVEYOR_ALERT_WEBHOOK
 
 
 def _rules_file(project: Project) -> Path | None:
@@ -240,7 +239,7 @@ def monitor() -> None:
 @click.option(
     "--webhook-url",
     "webhook",
-    envvar=WEBHOOK_ENV,
+    envvar=CONVEYOR_ALERT_WEBHOOK,
     default=None,
     show_envvar=True,
     help="Slack-compatible incoming webhook for notifications.",

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -122,21 +121,6 @@ def test_timeline_joins_stages_approvals_alerts_rollbacks_and_incidents(
     assert any(e.summary == "v2 approve for production by reviewer: ok" for e in events)
 
 
-def _root() -> click.Group:
-    """A stand-in for the `conveyor` group (the lead registers the real commands)."""
-    from conveyor.cli.monitor import alerts, incident, monitor
-
-    @click.group()
-    @click.option("-C", "project_dir")
-    @click.pass_context
-    def root(ctx: click.Context, project_dir: str) -> None:
-        ctx.obj = {"project_dir": project_dir, "overrides": {}}
-
-    for command in (monitor, incident, alerts):
-        root.add_command(command)
-    return root
-
-
 def test_cli_incident_list_show_ack_resolve_timeline(tmp_path: Path) -> None:
     from conveyor.project import open_project
 
@@ -144,7 +128,7 @@ def test_cli_incident_list_show_ack_resolve_timeline(tmp_path: Path) -> None:
     with open_project(tmp_path) as project:
         incident_id = _fire(project.metadata)
     runner = CliRunner()
-    root = _root()
+    from conveyor.cli._main import cli as root
 
     def run(*args: str) -> str:
         result = runner.invoke(root, ["-C", str(tmp_path), *args], catch_exceptions=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from tests.unit.monitoring._monitoring_support import register_bundle
 
+from conveyor.cli._main import cli
 from conveyor.core.digest import digest_bytes
 from conveyor.monitoring import InferenceLogger, training_reference
 from conveyor.monitoring._log import DEFAULT_LOG_DIR
@@ -74,7 +74,6 @@ def test_training_reference_is_the_nearest_dataset_upstream(sqlite_store: Metada
 
 
 def test_monitor_run_once_stores_a_window_and_evaluates_rules(tmp_path: Path) -> None:
-    from conveyor.cli.monitor import alerts, incident, monitor
     from conveyor.project import open_project
 
     (tmp_path / "conveyor.yaml").write_text("project: demo\n")
@@ -96,17 +95,9 @@ def test_monitor_run_once_stores_a_window_and_evaluates_rules(tmp_path: Path) ->
         log.log("churn", 1, f"r{i}", {"x": None if i < 20 else 0.1 * i, "c": "a"}, 1, 0.01)
     log.close()
 
-    @click.group()
-    @click.option("-C", "project_dir")
-    @click.pass_context
-    def root(ctx: click.Context, project_dir: str) -> None:
-        ctx.obj = {"project_dir": project_dir, "overrides": {}}
-
-    for command in (monitor, incident, alerts):
-        root.add_command(command)
     args = ["-C", str(tmp_path), "monitor", "run", "--once", "--window", "3600"]
     args += ["--reference", str(tmp_path / "reference.csv")]
-    result = CliRunner().invoke(root, args, catch_exceptions=False)
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "1 window(s) stored, 1 alert transition(s)" in result.output
     assert "churn nulls: inactive -> firing (0.4)" in result.output

@@ -7,7 +7,6 @@ import datetime as dt
 import math
 from typing import TYPE_CHECKING, Any
 
-import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +15,7 @@ from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import accuracy_score
 from tests.unit.monitoring._monitoring_support import fitted, reference_frame, register_bundle
 
+from conveyor.cli._main import cli
 from conveyor.core.errors import ValidationError
 from conveyor.monitoring import InferenceLogger, reference_predictions
 from conveyor.monitoring._log import DEFAULT_LOG_DIR, window_start
@@ -65,20 +65,6 @@ def test_reference_digest_covers_values_and_names_not_the_index() -> None:
     assert reference_digest(frame) != reference_digest(changed)
 
 
-def _cli() -> click.Group:
-    from conveyor.cli.monitor import alerts, incident, monitor
-
-    @click.group()
-    @click.option("-C", "project_dir")
-    @click.pass_context
-    def root(ctx: click.Context, project_dir: str) -> None:
-        ctx.obj = {"project_dir": project_dir, "overrides": {}}
-
-    for command in (monitor, incident, alerts):
-        root.add_command(command)
-    return root
-
-
 def test_monitor_run_computes_prediction_drift_anomalies_and_slices(tmp_path: Path) -> None:
     from conveyor.project import open_project
 
@@ -115,7 +101,7 @@ def test_monitor_run_computes_prediction_drift_anomalies_and_slices(tmp_path: Pa
         str(tmp_path / "labels.csv"),
     ]
     args += ["--slice", "c", "--score-column", "p", "--reference-sample", "1500"]
-    result = CliRunner().invoke(_cli(), args, catch_exceptions=False)
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "churn pdrift: inactive -> firing" in result.output
     assert "prediction drift" in result.output
@@ -161,7 +147,7 @@ def test_monitor_run_refuses_a_slice_the_reference_does_not_have(tmp_path: Path)
         register_bundle(project.metadata, project.artifacts)
     args = ["-C", str(tmp_path), "monitor", "run", "--once", "--slice", "region"]
     args += ["--reference", str(tmp_path / "reference.csv")]
-    result = CliRunner().invoke(_cli(), args)
+    result = CliRunner().invoke(cli, args)
     assert isinstance(result.exception, UsageError)
     assert "slice column 'region' is not a column of the reference of model 'churn'" in str(
         result.exception
