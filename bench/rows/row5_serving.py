@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 MODEL = "bench"  # the model's name in every server
+LOGGED = "conveyor (inference log on)"  # Conveyor's server with its monitoring log on
 
 
 def build(ctx: Context) -> list[Benchmark]:
@@ -58,6 +59,8 @@ def build(ctx: Context) -> list[Benchmark]:
     driver = [HARNESS_PYTHON, str(SIDES / "serve_and_load.py")]
 
     project = work / "conveyor-project"
+    logged_project = work / "conveyor-project-logged"
+    logged: Side | None = None
 
     def setup() -> None:
         if not all((model / f).exists() for f in ("body-conveyor.json", "example.json")):
@@ -65,6 +68,10 @@ def build(ctx: Context) -> list[Benchmark]:
             run_checked([python, str(SIDES / "make_serving_model.py"), str(model)], cwd=work)
         if conveyor.argv and conveyor.unavailable is None and not external:
             conveyor.unavailable = _make_conveyor_project(tool.python, model, project)
+        if logged is not None and logged.unavailable is None:
+            logged.unavailable = _make_conveyor_project(
+                tool.python, model, logged_project, "--inference-log"
+            )
 
     url = os.environ.get("BENCH_CONVEYOR_SERVE_URL")
     body = os.environ.get("BENCH_CONVEYOR_SERVE_BODY", "")
@@ -88,53 +95,65 @@ def build(ctx: Context) -> list[Benchmark]:
             timeout=300,
         )
     else:
-        cv_port = free_port()
-        conveyor = Side(
-            "conveyor",
-            "conveyor",
-            [
-                *driver,
-                "--ready",
-                f"http://127.0.0.1:{cv_port}/v2/health/ready",
-                "--url",
-                f"http://127.0.0.1:{cv_port}/v2/models/{MODEL}/infer",
-                "--body",
-                str(model / "body-conveyor.json"),
-                "--log",
-                str(work / "conveyor.log"),
-                *load,
-                "--c1-duration",
-                str(c1_duration),
-                "--inproc",
-                json.dumps(
-                    [
-                        tool.python,
-                        str(SIDES / "conveyor_inprocess_predict.py"),
-                        str(model),
-                        str(project),
-                        "--calls",
-                        str(inproc_calls),
-                    ]
-                ),
-                "--",
-                tool.python,
-                "-m",
+
+        def conveyor_side(name: str, home: Path, overhead: bool) -> Side:
+            port = free_port()
+            extra = (
+                [
+                    "--c1-duration",
+                    str(c1_duration),
+                    "--inproc",
+                    json.dumps(
+                        [
+                            tool.python,
+                            str(SIDES / "conveyor_inprocess_predict.py"),
+                            str(model),
+                            str(home),
+                            "--calls",
+                            str(inproc_calls),
+                        ]
+                    ),
+                ]
+                if overhead
+                else []
+            )
+            return Side(
+                name,
                 "conveyor",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(cv_port),
-            ],
-            cwd=work,
-            env={
-                "CONVEYOR_STORE": f"sqlite:///{project / 'metadata.db'}",
-                "CONVEYOR_ARTIFACTS": str(project / "artifacts"),
-                "CONVEYOR_PROJECT_DIR": str(project),
-            },
-            unavailable=tool.unavailable,
-            timeout=300,
-        )
+                [
+                    *driver,
+                    "--ready",
+                    f"http://127.0.0.1:{port}/v2/health/ready",
+                    "--url",
+                    f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
+                    "--body",
+                    str(model / "body-conveyor.json"),
+                    "--log",
+                    str(work / f"{home.name}.log"),
+                    *load,
+                    *extra,
+                    "--",
+                    tool.python,
+                    "-m",
+                    "conveyor",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=work,
+                env={
+                    "CONVEYOR_STORE": f"sqlite:///{home / 'metadata.db'}",
+                    "CONVEYOR_ARTIFACTS": str(home / "artifacts"),
+                    "CONVEYOR_PROJECT_DIR": str(home),
+                },
+                unavailable=tool.unavailable,
+                timeout=300,
+            )
+
+        conveyor = conveyor_side("conveyor", project, overhead=True)
+        logged = conveyor_side(LOGGED, logged_project, overhead=False)
 
     ms_port, mf_port = free_port(), free_port()
     ms_env = {
@@ -146,6 +165,7 @@ def build(ctx: Context) -> list[Benchmark]:
     mf_env = {"PATH": f"{mlflow.venv / 'bin'}:{os.environ.get('PATH', '')}"}
     sides = [
         conveyor,
+        *([logged] if logged is not None else []),
         Side(
             "mlserver",
             "anchor",
@@ -223,6 +243,15 @@ def build(ctx: Context) -> list[Benchmark]:
             "The side checks that the bundle's estimator has the anchors' coefficients and "
             "that its row is the anchors' row."
         )
+    if logged is not None:
+        notes.append(
+            "5j-5k, what the monitoring log costs: a second Conveyor side, `conveyor (inference "
+            "log on)`, serves the same model from a project whose `conveyor.yaml` turns "
+            "`monitoring.log` on (every request logged, sample rate 1); the same load, "
+            "alternating with the other sides. Ratio = logged / not logged for req/s, not "
+            "logged / logged for p99: 1 means logging costs nothing. Run-to-run noise of this "
+            "row on 2 cores is about ±10% on either side."
+        )
     if ctx.quick:
         notes.append(f"quick mode: {duration} s of load instead of 20 s, one round.")
     overhead = [
@@ -266,6 +295,28 @@ def build(ctx: Context) -> list[Benchmark]:
                     Comparison(row, work_, metric, "conveyor", "no anchor")
                     for row, work_, metric in ([] if external else overhead)
                 ),
+                *(
+                    [
+                        Comparison(
+                            "5j",
+                            "c=16 throughput, every request logged vs logging off",
+                            rps,
+                            LOGGED,
+                            "conveyor",
+                            Goal("within noise (>= 0.9x)", min_ratio=0.9),
+                        ),
+                        Comparison(
+                            "5k",
+                            "c=16 p99 latency, every request logged vs logging off",
+                            p99,
+                            LOGGED,
+                            "conveyor",
+                            Goal("within noise (>= 0.8x)", min_ratio=0.8),
+                        ),
+                    ]
+                    if logged is not None
+                    else []
+                ),
             ],
             warmup=0,
             rounds=1 if ctx.quick else 3,
@@ -275,12 +326,12 @@ def build(ctx: Context) -> list[Benchmark]:
     ]
 
 
-def _make_conveyor_project(python: str, model: Path, project: Path) -> str | None:
+def _make_conveyor_project(python: str, model: Path, project: Path, *flags: str) -> str | None:
     """Make Conveyor's throwaway project; None when it is ready, else why the side cannot run."""
     from harness import EXIT_UNAVAILABLE, side_env
 
     proc = subprocess.run(
-        [python, str(SIDES / "conveyor_serving_project.py"), str(model), str(project)],
+        [python, str(SIDES / "conveyor_serving_project.py"), str(model), str(project), *flags],
         env=side_env({}),
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Row 5, setup of Conveyor's side: a throwaway project serving the anchors' very model.
 
-    conveyor_serving_project.py MODEL_DIR PROJECT_DIR
+    conveyor_serving_project.py MODEL_DIR PROJECT_DIR [--inference-log]
     conveyor_serving_project.py --probe      # exit 3 with the reason when the API is missing
 
 Runs under Conveyor's venv. Removes PROJECT_DIR if it exists and makes it afresh: a metadata
@@ -11,13 +11,13 @@ Then, as a user's training step and release would: packages MODEL_DIR/mlserver/m
 example: MODEL_DIR/example.json), registers it as model "bench" with ``register_version`` and
 promotes it to candidate, then to production, with an empty policy. Prints one JSON line: the
 store URLs to give the server (CONVEYOR_STORE, CONVEYOR_ARTIFACTS, CONVEYOR_PROJECT_DIR), the
-version, the digest.
+version, the digest. With ``--inference-log`` the project's ``conveyor.yaml`` turns the server's
+monitoring log on (every request; it is off by default), for row 5j-5k.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -46,7 +46,7 @@ def probe() -> None:
     print(json.dumps({"ok": True}))
 
 
-def make(model_dir: Path, project: Path) -> None:
+def make(model_dir: Path, project: Path, *, inference_log: bool = False) -> None:
     import joblib
     import pandas as pd
 
@@ -58,9 +58,10 @@ def make(model_dir: Path, project: Path) -> None:
     if project.exists():
         shutil.rmtree(project)
     project.mkdir(parents=True)
-    if os.environ.get("BENCH_CONVEYOR_INFERENCE_LOG") == "off":
-        # Measures the server without its monitoring log (on by default), to see what it costs.
-        (project / "conveyor.yaml").write_text("monitoring:\n  log:\n    enabled: false\n")
+    if inference_log:
+        (project / "conveyor.yaml").write_text(
+            "monitoring:\n  log:\n    enabled: true\n    sample_rate: 1.0\n"
+        )
     store_url = f"sqlite:///{project / 'metadata.db'}"
     artifacts_dir = project / "artifacts"
 
@@ -112,9 +113,13 @@ def make(model_dir: Path, project: Path) -> None:
 def main() -> None:
     if sys.argv[1:] == ["--probe"]:
         probe()
-    elif len(sys.argv) == 3:
+    elif len(sys.argv) in (3, 4) and sys.argv[3:] in ([], ["--inference-log"]):
         probe_imports()
-        make(Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve())
+        make(
+            Path(sys.argv[1]).resolve(),
+            Path(sys.argv[2]).resolve(),
+            inference_log=sys.argv[3:] == ["--inference-log"],
+        )
     else:
         sys.exit(__doc__)
 

@@ -21,7 +21,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from conveyor.monitoring._log import InferenceLogger, LogCounters, read_labels, read_log
+    from conveyor.monitoring._log import (
+        InferenceLogger,
+        LogCounters,
+        prune_log,
+        read_labels,
+        read_log,
+    )
     from conveyor.monitoring._runbooks import write_runbooks
     from conveyor.monitoring.alerts import AlertState, Transition, evaluate, list_alerts
     from conveyor.monitoring.anomaly import Ewma, output_anomalies
@@ -69,6 +75,7 @@ __all__ = [
     "load_rules",
     "output_anomalies",
     "parse_rules",
+    "prune_log",
     "read_labels",
     "read_log",
     "record_window",
@@ -82,6 +89,7 @@ __all__ = [
 _LAZY = {
     "InferenceLogger": "conveyor.monitoring._log",
     "LogCounters": "conveyor.monitoring._log",
+    "prune_log": "conveyor.monitoring._log",
     "read_labels": "conveyor.monitoring._log",
     "read_log": "conveyor.monitoring._log",
     "write_runbooks": "conveyor.monitoring._runbooks",

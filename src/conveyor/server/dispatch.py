@@ -173,12 +173,13 @@ class Dispatcher:
         self._record(served, LIVE_ROLE, started, 200)
         self._remember(served, checked, answer)
         if self.inference_log is not None:
-            # Never waits: the writer thread turns the columns into rows, off the request path.
-            self.inference_log.log(
+            # Never waits: the writer thread turns the columns into a table, off the request path.
+            self.inference_log.log_columns(
                 served.name,
                 served.version,
                 checked.id,
-                _LoggedRows(checked),
+                checked.columns,
+                checked.rows,
                 answer.predictions.get("predict"),
                 time.perf_counter() - started,
             )
@@ -425,23 +426,6 @@ def _feedback_items(payload: Any) -> list[dict[str, Any]]:
                 hint='e.g. {"id": "<request id>", "label": 1}',
             )
     return items
-
-
-class _LoggedRows:
-    """A request's input columns, turned into row mappings only when the log writer asks."""
-
-    __slots__ = ("_request",)
-
-    def __init__(self, request: InferRequest) -> None:
-        self._request = request
-
-    def to_dict(self, orient: str = "records") -> list[dict[str, Any]]:
-        # Straight from the columns: a DataFrame per request would cost the writer thread (and
-        # so, through the GIL, the server) a hundred times more than the row itself.
-        columns = self._request.columns
-        return [
-            {name: values[i] for name, values in columns.items()} for i in range(self._request.rows)
-        ]
 
 
 def feedback(

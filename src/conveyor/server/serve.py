@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import socket
@@ -90,6 +91,9 @@ def _inference_log(config: Config, version: int | None) -> InferenceLogger | Non
         sample_rate=settings.sample_rate,
         queue_size=settings.queue_size,
         batch_size=settings.batch_size,
+        retention=(
+            None if settings.retention_days is None else dt.timedelta(days=settings.retention_days)
+        ),
     )
 
 

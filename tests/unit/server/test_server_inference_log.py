@@ -1,11 +1,11 @@
-"""The server logs every answered request for monitoring, and labels sent as feedback, without
-slowing serving down (issue 10)."""
+"""The server logs every answered request for monitoring, and labels sent as feedback (issue 10).
+
+What logging costs a real server under load is measured by bench row 5 (``5j``), with logging on
+and off side by side, not here."""
 
 from __future__ import annotations
 
 import datetime as dt
-import statistics
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -52,8 +52,10 @@ def test_answers_and_feedback_are_logged(stores: Stores, tmp_path: Path) -> None
     logged = read_log(tmp_path / "log", MODEL, *_window())
     assert sorted(logged["request_id"]) == ["req-1:0", "req-1:1", "req-1:2"]
     assert set(logged["version"]) == {stores.v1}
-    assert list(logged.sort_values("request_id")["tenure"]) == list(frame["tenure"])
-    assert len(predicted) == 3
+    in_order = logged.sort_values("request_id")
+    for column in ("age", "tenure", "plan"):
+        assert list(in_order[column]) == list(frame[column]), column
+    assert list(in_order["prediction"]) == predicted
     labels = read_labels(tmp_path / "log", MODEL, *_window())
     assert set(labels["request_id"]) == {"req-1:0", "req-1:1", "req-1:2", "elsewhere"}
 
@@ -67,27 +69,23 @@ def test_metrics_show_the_log_counters_and_monitoring_state(stores: Stores, tmp_
     assert "conveyor_inference_requests_total" in text  # the serving metrics are all still there
 
 
-@pytest.mark.serial  # compares latencies: run alone, after the parallel part of `make test`
-@pytest.mark.parametrize("backend", ["sqlite"])  # the store is not on the request path
-def test_logging_leaves_serving_latency_unchanged(stores: Stores, tmp_path: Path) -> None:
-    """The same requests, alternating between a server that logs and one that does not."""
-    log = InferenceLogger(tmp_path / "log")
-    body = infer_body(rows(1))
-    timings: dict[bool, list[float]] = {True: [], False: []}
-    with (
-        TestClient(create_app(stores.metadata, stores.artifacts, inference_log=log)) as logged,
-        TestClient(create_app(stores.metadata, stores.artifacts)) as plain,
-    ):
-        for _ in range(20):  # warm-up
-            logged.post(URL, json=body)
-            plain.post(URL, json=body)
-        for _ in range(300):
-            for on, client in ((True, logged), (False, plain)):
-                started = time.perf_counter()
-                assert client.post(URL, json=body).status_code == 200
-                timings[on].append(time.perf_counter() - started)
-    on, off = statistics.median(timings[True]), statistics.median(timings[False])
-    print(f"median latency with logging {on * 1000:.2f} ms, without {off * 1000:.2f} ms")
-    assert log.counters.written + log.counters.dropped >= 320
-    # Unchanged within the noise of one machine: a logged request costs ~1 µs more.
-    assert on <= off * 1.15 + 0.0005, (on, off)
+def test_the_log_follows_conveyor_yaml(tmp_path: Path) -> None:
+    from conveyor.core.config import load_config
+    from conveyor.core.errors import ConfigError
+    from conveyor.server.serve import _inference_log
+
+    assert _inference_log(load_config(tmp_path), None) is None  # off by default
+    (tmp_path / "conveyor.yaml").write_text(
+        "monitoring:\n  log:\n    enabled: true\n    sample_rate: 0.5\n    retention_days: 7\n"
+    )
+    log = _inference_log(load_config(tmp_path), None)
+    assert log is not None
+    try:
+        assert (log.root, log.sample_rate) == (tmp_path / ".conveyor/inference-log", 0.5)
+        assert log.retention == dt.timedelta(days=7)
+    finally:
+        log.close()
+    assert _inference_log(load_config(tmp_path), 3) is None  # a pinned version logs nothing
+    (tmp_path / "conveyor.yaml").write_text("monitoring:\n  log:\n    retention_days: 0\n")
+    with pytest.raises(ConfigError, match="retention_days"):
+        load_config(tmp_path)
