@@ -341,18 +341,11 @@ class InferenceLogger:
 
     def _write_pending(self) -> None:
         """Write the converted tables: one file per model, window and kind."""
-        import pyarrow as pa
-
         pending, self._pending = self._pending, {}
         for (model, start, labels), parts in pending.items():
             count = sum(n for _, n in parts)
             try:
-                try:
-                    tables = [pa.concat_tables([t for t, _ in parts], promote_options="permissive")]
-                except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column changed its type
-                    tables = [t for t, _ in parts]
-                for table in tables:
-                    self._write(model, start, table, labels=labels)
+                self._write(model, start, _concat([t for t, _ in parts]), labels=labels)
             except Exception:  # a full disk, say: counted, and the writer goes on
                 self._errors += count
                 logger.exception("inference log: %d records not written", count)
@@ -590,6 +583,43 @@ def prune_log(root: Path, before: dt.datetime) -> list[Path]:
     return deleted
 
 
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """The tables one after another, columns matched by name; a column missing from a table is
+    null there, integers meet floats as floats, and a column whose types cannot meet (a number
+    in one file, text in another) becomes text, so one odd file never makes a window
+    unreadable."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for field in table.schema:
+            types.setdefault(field.name, set()).add(field.type)
+
+    def numbers(kinds: set[pa.DataType]) -> bool:
+        return all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in kinds)
+
+    clashing = {
+        name
+        for name, kinds in types.items()
+        if len(kinds - {pa.null()}) > 1 and not numbers(kinds - {pa.null()})
+    }
+    as_text = []
+    for table in tables:
+        fixed = table
+        for name in clashing & set(table.column_names):
+            index = fixed.column_names.index(name)
+            fixed = fixed.set_column(index, name, pc.cast(fixed[name], pa.string()))
+        as_text.append(fixed)
+    return pa.concat_tables(as_text, promote_options="permissive")
+
+
 def read_log(root: Path, model: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     """The logged rows of ``model`` with ``start <= at < end``, oldest first.
 
@@ -599,7 +629,6 @@ def read_log(root: Path, model: str, start: dt.datetime, end: dt.datetime) -> pd
     pile up.
     """
     import pandas as pd
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files: list[Path] = []
@@ -611,8 +640,7 @@ def read_log(root: Path, model: str, start: dt.datetime, end: dt.datetime) -> pd
         day += dt.timedelta(days=1)
     if not files:
         return pd.DataFrame(columns=["at", "version", "request_id", "latency_s", "prediction"])
-    tables = [pq.read_table(f) for f in files]
-    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    frame = _concat([pq.read_table(f) for f in files]).to_pandas()
     at = pd.to_datetime(frame["at"], utc=True)
     frame = frame[(at >= start) & (at < end)].sort_values("at", kind="stable")
     frame = frame.rename(columns={c: c[3:] for c in frame.columns if c.startswith("in.")})
@@ -623,7 +651,6 @@ def read_labels(root: Path, model: str, start: dt.datetime, end: dt.datetime) ->
     """The outcomes of ``model`` that arrived with ``start <= at < end``: ``request_id``,
     ``label`` and ``at``, the latest label of each request id only."""
     import pandas as pd
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files: list[Path] = []
@@ -635,9 +662,7 @@ def read_labels(root: Path, model: str, start: dt.datetime, end: dt.datetime) ->
         day += dt.timedelta(days=1)
     if not files:
         return pd.DataFrame(columns=["request_id", "label", "at"])
-    frame = pa.concat_tables(
-        [pq.read_table(f) for f in files], promote_options="default"
-    ).to_pandas()
+    frame = _concat([pq.read_table(f) for f in files]).to_pandas()
     at = pd.to_datetime(frame["at"], utc=True)
     frame = frame[(at >= start) & (at < end)].sort_values("at", kind="stable")
     return frame.drop_duplicates("request_id", keep="last").reset_index(drop=True)

@@ -211,3 +211,20 @@ def test_day_folders_past_the_retention_are_deleted(tmp_path: Path) -> None:
 def test_retention_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="retention"):
         InferenceLogger(tmp_path, retention=dt.timedelta(0))
+
+
+def test_a_window_whose_files_disagree_on_a_type_stays_readable(tmp_path: Path) -> None:
+    log = InferenceLogger(tmp_path, clock=lambda: T0)
+    log.log("m", 1, "a", {"x": 1, "y": "s"}, 0, 0.0)
+    assert log.flush()  # one file each: int and text here...
+    log.log("m", 1, "b", {"x": 1.5, "y": 2}, 0.5, 0.0)
+    assert log.flush()  # ...float and int there
+    log.log("m", 1, "c", {"z": True}, 1, 0.0)
+    log.close()
+    frame = read_log(tmp_path, "m", T0, T0 + dt.timedelta(minutes=1)).set_index("request_id")
+    assert len(list(tmp_path.rglob("*.parquet"))) == 3
+    # Integers meet floats as floats; a number in one file and text in another become text.
+    assert frame["prediction"].to_dict() == {"a": 0.0, "b": 0.5, "c": 1.0}
+    assert frame.loc[["a", "b"], "x"].tolist() == [1.0, 1.5]
+    assert frame.loc[["a", "b"], "y"].tolist() == ["s", "2"]
+    assert frame.loc[["a", "b", "c"], "x"].isna().tolist() == [False, False, True]

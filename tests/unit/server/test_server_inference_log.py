@@ -6,7 +6,8 @@ and off side by side, not here."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from tests.unit.server._support import MODEL, TestClient, infer_body, rows
@@ -17,6 +18,7 @@ from conveyor.server import create_app
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pyarrow as pa
     from tests.unit.server.conftest import Stores
 
 URL = f"/v2/models/{MODEL}/infer"
@@ -89,3 +91,39 @@ def test_the_log_follows_conveyor_yaml(tmp_path: Path) -> None:
     (tmp_path / "conveyor.yaml").write_text("monitoring:\n  log:\n    retention_days: 0\n")
     with pytest.raises(ConfigError, match="retention_days"):
         load_config(tmp_path)
+
+
+class _StalledLog(InferenceLogger):
+    """A log whose writer hangs in its first write until released, as on a hung disk."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def _write(
+        self, model: str, start: dt.datetime, table: pa.Table, *, labels: bool = False
+    ) -> None:
+        self.entered.set()
+        self.release.wait()
+        super()._write(model, start, table, labels=labels)
+
+
+def test_a_stalled_log_never_holds_up_an_answer(stores: Stores, tmp_path: Path) -> None:
+    log = _StalledLog(tmp_path / "log", queue_size=5)
+    app = create_app(stores.metadata, stores.artifacts, inference_log=log)
+    body = infer_body(rows(1))
+    try:
+        with TestClient(app) as client:
+            assert client.post(URL, json=body).status_code == 200
+            log.flush(timeout=0)  # the writer takes that record and hangs writing it
+            assert log.entered.wait(10)
+            # Had serving waited on the log, the first of these would never be answered.
+            statuses = [client.post(URL, json=body).status_code for _ in range(30)]
+            assert statuses == [200] * 30
+            counters = log.counters
+            assert (counters.logged, counters.dropped) == (6, 25)  # 1, then a full buffer
+            log.release.set()
+    finally:
+        log.release.set()
+    assert log.counters.written == 6
