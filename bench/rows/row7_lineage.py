@@ -58,7 +58,15 @@ def _pg_url() -> tuple[str | None, str | None]:
         env = subprocess.run(
             ["bash", str(services), "env"], capture_output=True, text=True, check=False
         ).stdout
-        url = env.strip().rpartition("=")[2]
+        # One `export NAME=value` line per service (PostgreSQL, Redis): take PostgreSQL's.
+        found = [
+            line.partition("=")[2]
+            for line in env.splitlines()
+            if line.startswith("export CONVEYOR_TEST_PG_URL=")
+        ]
+        if not found:
+            return None, "scripts/services.sh env printed no CONVEYOR_TEST_PG_URL"
+        url = found[0]
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{DATABASE}")), None
 
