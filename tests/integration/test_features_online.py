@@ -108,6 +108,8 @@ def test_only_newer_values_replace_stored_ones(online: OnlineStore) -> None:
     online.write([("7", "f@1", 9.9, 50), ("7", "g@1", "y", 200), ("8", "f@1", None, 10)])
     got = online.read(["7", "8", "9"], ["f@1", "g@1"])
     assert got == [{"f@1": (1.5, 100), "g@1": ("y", 200)}, {"f@1": (None, 10)}, {}]
+    # In the order asked, a key asked twice answered twice, only the features asked for.
+    assert online.read(["9", "7", "7"], ["g@1"]) == [{}, {"g@1": ("y", 200)}, {"g@1": ("y", 200)}]
 
 
 def test_online_values_agree_with_offline_after_materialisation(fs: FeatureStore) -> None:

@@ -5,11 +5,14 @@ Rules are read from ``monitoring.yaml`` (or ``alerts.yaml``) in the project fold
 version in production, each compared with the training dataset recorded for that version in the
 lineage graph (or ``--reference``), and its predictions with that version's own predictions on
 (a sample of) the reference, computed once and cached (see :mod:`conveyor.monitoring.reference`).
+A running monitor looks up production at every round: a newly promoted (or rolled back) version
+brings its own reference (:class:`ProductionSpecs`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +26,13 @@ from conveyor.monitoring.reference import DEFAULT_SAMPLE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from conveyor.monitoring import Monitor, Window
+    from conveyor.monitoring import Monitor, Window, WindowSpec
     from conveyor.monitoring.notify import Notifier
     from conveyor.project import Project
 
-__all__ = ["alerts", "incident", "monitor"]
+__all__ = ["ProductionSpecs", "alerts", "build_monitor", "incident", "monitor"]
+
+logger = logging.getLogger(__name__)
 
 #: The files rules are read from, first found wins (until ``monitoring:`` is in conveyor.yaml).
 RULE_FILES = ("monitoring.yaml", "alerts.yaml")
@@ -42,6 +47,123 @@ def _rules_file(project: Project) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+class ProductionSpecs:
+    """What each model's windows are compared with: the training reference of its version in
+    production and that version's answers on it, built again whenever production changes, so
+    that a long-running ``conveyor monitor run`` follows promotions and rollbacks.
+
+    The first call raises what is wrong (see :func:`build_monitor`); later calls warn once about
+    a model whose new production version cannot be monitored, and leave it out of the round
+    rather than compare its traffic with another version's reference.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        model: str | None,
+        reference: Path | None,
+        labels: Path | None,
+        slices: Sequence[str],
+        score_column: str | None,
+        reference_sample: int,
+    ) -> None:
+        from conveyor.data import read_dataset
+
+        self.project = project
+        self.model = model
+        self.reference = reference
+        self.label_frame = read_dataset(labels) if labels is not None else None
+        self.slices = tuple(slices)
+        self.score_column = score_column
+        self.reference_sample = reference_sample
+        self.built: dict[str, tuple[int, WindowSpec]] = {}
+        self._warned: set[tuple[str, int | None]] = set()
+        self._checked = False
+
+    def __call__(self) -> dict[str, WindowSpec]:
+        from conveyor.core.errors import ConveyorError, NotFoundError
+        from conveyor.registry import list_models, production_version
+
+        metadata = self.project.metadata
+        names = [self.model] if self.model else [m.name for m in list_models(metadata)]
+        specs: dict[str, WindowSpec] = {}
+        for name in names:
+            prod = production_version(metadata, name)
+            if prod is None:
+                if self.model:
+                    error = NotFoundError(
+                        f"model '{name}' has no version in production, so nothing to monitor",
+                        hint=f"see `conveyor model list {name}`",
+                    )
+                    if not self._checked:
+                        raise error
+                    self._warn(name, None, error)
+                continue
+            built = self.built.get(name)
+            if built is None or built[0] != prod.version:
+                try:
+                    spec = self._build(name, prod.version, prod.artifact_digest)
+                except ConveyorError as exc:
+                    if not self._checked:
+                        raise
+                    self._warn(name, prod.version, exc)
+                    continue
+                if built is not None:
+                    logger.warning(
+                        "monitor: %s v%d is in production now (was v%d): windows are compared "
+                        "with its own training reference",
+                        name,
+                        prod.version,
+                        built[0],
+                    )
+                self.built[name] = built = (prod.version, spec)
+            specs[name] = built[1]
+        self._checked = True
+        return specs
+
+    def _warn(self, name: str, version: int | None, exc: Exception) -> None:
+        if (name, version) not in self._warned:
+            self._warned.add((name, version))
+            logger.warning("monitor: model '%s' is not monitored for now: %s", name, exc)
+
+    def _build(self, name: str, version: int, bundle: str) -> WindowSpec:
+        from conveyor.core.errors import UsageError
+        from conveyor.data import read_dataset
+        from conveyor.monitoring import WindowSpec, reference_predictions, training_reference
+
+        ref = self.reference or training_reference(self.project.metadata, name, version)
+        if ref is None:
+            raise UsageError(
+                f"model '{name}' v{version} has no training dataset in its lineage",
+                hint="give the reference data with --reference FILE",
+            )
+        frame = read_dataset(ref)
+        unknown = [c for c in self.slices if c not in frame.columns]
+        if unknown:
+            raise UsageError(
+                f"slice column {unknown[0]!r} is not a column of the reference of model "
+                f"'{name}' ({ref})",
+                hint=f"slice by one of: {', '.join(map(str, frame.columns))}",
+            )
+        predicted = reference_predictions(
+            self.project.artifacts,
+            model=name,
+            version=version,
+            bundle=bundle,
+            reference=frame,
+            cache_dir=self.project.config.state_dir / REFERENCE_CACHE_DIR,
+            sample=self.reference_sample,
+        )
+        return WindowSpec(
+            reference=frame,
+            reference_predictions=predicted.predictions,
+            labels=self.label_frame,
+            slices=self.slices,
+            score_column=self.score_column,
+        )
 
 
 def build_monitor(
@@ -78,18 +200,8 @@ def build_monitor(
     """
     import datetime as dt
 
-    from conveyor.core.errors import NotFoundError, UsageError
-    from conveyor.data import read_dataset
-    from conveyor.monitoring import (
-        LogNotifier,
-        Monitor,
-        WebhookNotifier,
-        WindowSpec,
-        load_rules,
-        reference_predictions,
-        training_reference,
-    )
-    from conveyor.registry import list_models, production_version
+    from conveyor.core.errors import UsageError
+    from conveyor.monitoring import LogNotifier, Monitor, WebhookNotifier, load_rules
 
     path = _rules_file(project)
     if path is None:
@@ -98,48 +210,16 @@ def build_monitor(
             hint=f"write an `alerts:` list into {RULE_FILES[0]}",
         )
     rules = load_rules(path)
-    names = [model] if model else [m.name for m in list_models(project.metadata)]
-    label_frame = read_dataset(labels) if labels is not None else None
-    specs: dict[str, WindowSpec] = {}
-    for name in names:
-        prod = production_version(project.metadata, name)
-        if prod is None:
-            if model:
-                raise NotFoundError(
-                    f"model '{name}' has no version in production, so nothing to monitor",
-                    hint=f"see `conveyor model list {name}`",
-                )
-            continue
-        ref = reference or training_reference(project.metadata, name, prod.version)
-        if ref is None:
-            raise UsageError(
-                f"model '{name}' v{prod.version} has no training dataset in its lineage",
-                hint="give the reference data with --reference FILE",
-            )
-        frame = read_dataset(ref)
-        unknown = [c for c in slices if c not in frame.columns]
-        if unknown:
-            raise UsageError(
-                f"slice column {unknown[0]!r} is not a column of the reference of model "
-                f"'{name}' ({ref})",
-                hint=f"slice by one of: {', '.join(map(str, frame.columns))}",
-            )
-        predicted = reference_predictions(
-            project.artifacts,
-            model=name,
-            version=prod.version,
-            bundle=prod.artifact_digest,
-            reference=frame,
-            cache_dir=project.config.state_dir / REFERENCE_CACHE_DIR,
-            sample=reference_sample,
-        )
-        specs[name] = WindowSpec(
-            reference=frame,
-            reference_predictions=predicted.predictions,
-            labels=label_frame,
-            slices=tuple(slices),
-            score_column=score_column,
-        )
+    specs = ProductionSpecs(
+        project,
+        model=model,
+        reference=reference,
+        labels=labels,
+        slices=slices,
+        score_column=score_column,
+        reference_sample=reference_sample,
+    )
+    specs()  # the models, references and slices are checked now, not at the first round
     notifiers: dict[str, Notifier] = {"log": LogNotifier(echo=click.echo)}
     if webhook:
         notifiers["webhook"] = WebhookNotifier(webhook)

@@ -58,6 +58,10 @@ class OnlineStore(Protocol):
     def close(self) -> None: ...
 
 
+#: Entity keys per SQLite read query.
+_READ_CHUNK = 500
+
+
 class SQLiteOnlineStore:
     """The default online store: a SQLite file (see the module docstring)."""
 
@@ -94,13 +98,21 @@ class SQLiteOnlineStore:
 
     def read(self, entity_keys: Sequence[str], refs: Sequence[str]) -> list[Found]:
         wanted = set(refs)
-        out: list[Found] = []
-        for key in entity_keys:
+        found: dict[str, Found] = {}
+        unique = list(dict.fromkeys(entity_keys))
+        # One query per _READ_CHUNK keys (SQLite's bound-variable limit is 999 on old builds).
+        for start in range(0, len(unique), _READ_CHUNK):
+            chunk = unique[start : start + _READ_CHUNK]
+            marks = ", ".join("?" * len(chunk))
             rows = self._conn.execute(
-                "SELECT feature, value, event_ts FROM online_feature WHERE entity = ?", (key,)
+                "SELECT entity, feature, value, event_ts FROM online_feature "  # noqa: S608
+                f"WHERE entity IN ({marks})",
+                chunk,
             ).fetchall()
-            out.append({f: (v, t) for f, v, t in rows if f in wanted})
-        return out
+            for entity, feature, value, ts in rows:
+                if feature in wanted:
+                    found.setdefault(entity, {})[feature] = (value, ts)
+        return [dict(found.get(key, {})) for key in entity_keys]
 
     def close(self) -> None:
         self._conn.close()

@@ -58,7 +58,9 @@ class Monitor:
         store: The metadata store.
         rules: The alert rules (applied to every model).
         log_root: The inference log's folder.
-        specs: Per model, what its windows are compared with.
+        specs: Per model, what its windows are compared with; or a function giving them,
+            called at the start of every round, so that a long-running monitor follows
+            production as it changes (a new version brings its own reference).
         window: The length of one window.
         notifiers: By name (``webhook``, ``log``), as rules name them.
         clock: Now, in UTC.
@@ -71,7 +73,7 @@ class Monitor:
         rules: Sequence[AlertRule],
         *,
         log_root: Path,
-        specs: Mapping[str, WindowSpec],
+        specs: Mapping[str, WindowSpec] | Callable[[], Mapping[str, WindowSpec]],
         window: dt.timedelta = dt.timedelta(minutes=5),
         notifiers: Mapping[str, Notifier] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
@@ -80,7 +82,7 @@ class Monitor:
         self.store = store
         self.rules = list(rules)
         self.log_root = Path(log_root)
-        self.specs = dict(specs)
+        self._specs = specs if callable(specs) else dict(specs)
         self.window = window
         self.notifiers = dict(notifiers or {})
         self.clock = clock
@@ -110,7 +112,7 @@ class Monitor:
                 hint="give a span that starts before it ends, and ends by now",
             )
         result = Round(at=now)
-        for model, spec in self.specs.items():
+        for model, spec in self.current_specs().items():
             stored = self._window(model, spec, now, span)
             if stored is not None:
                 result.windows.append(stored)
@@ -125,6 +127,10 @@ class Monitor:
                 )
             )
         return result
+
+    def current_specs(self) -> Mapping[str, WindowSpec]:
+        """The models monitored now, and what each one's windows are compared with."""
+        return self._specs() if callable(self._specs) else self._specs
 
     def run(self, stop: threading.Event, *, interval_s: float = 60.0) -> None:
         """Run rounds every ``interval_s`` of wall time until ``stop`` is set."""

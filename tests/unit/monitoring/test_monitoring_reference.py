@@ -152,3 +152,53 @@ def test_monitor_run_refuses_a_slice_the_reference_does_not_have(tmp_path: Path)
     assert "slice column 'region' is not a column of the reference of model 'churn'" in str(
         result.exception
     )
+
+
+def test_a_running_monitor_follows_a_new_production_version(tmp_path: Path) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    from conveyor.cli.monitor import build_monitor
+    from conveyor.packaging import Model, build_bundle
+    from conveyor.project import open_project
+    from conveyor.registry import parse_policy, promote, register_version
+
+    (tmp_path / "conveyor.yaml").write_text("project: demo\n")
+    (tmp_path / "monitoring.yaml").write_text(
+        "alerts:\n  - {name: rows, metric: rows, op: '>', threshold: 5}\n"
+    )
+    reference = reference_frame(500)
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    with open_project(tmp_path) as project:
+        register_bundle(project.metadata, project.artifacts)
+        monitor = build_monitor(
+            project, model="churn", reference=tmp_path / "reference.csv", reference_sample=200
+        )
+        first = monitor.current_specs()["churn"]
+        assert monitor.current_specs()["churn"] is first  # built once per version
+        # v2 answers 1 to everything, and is promoted while the monitor runs.
+        constant = DummyClassifier(strategy="constant", constant=1)
+        constant.fit(reference, np.ones(len(reference), dtype=int))
+        model = Model(estimator=constant, input_example=reference_frame(5, seed=2))
+        bundle = build_bundle(project.artifacts, model, name="churn", metrics={"accuracy": 0.5})
+        v2, _ = register_version(
+            project.metadata,
+            model="churn",
+            artifact_digest=bundle.digest,
+            metrics={"accuracy": 0.5},
+            run_id=None,
+            actor="scientist",
+        )
+        policy = parse_policy("stages: {}\n")
+        for stage in ("candidate", "production"):
+            promote(
+                project.metadata,
+                model="churn",
+                version=v2.version,
+                to=stage,
+                policy=policy,
+                actor="l",
+            )
+        second = monitor.current_specs()["churn"]
+    sampled = reference.sample(n=200, random_state=0).sort_index()
+    np.testing.assert_array_equal(first.reference_predictions, fitted().predict(sampled))
+    np.testing.assert_array_equal(second.reference_predictions, np.ones(200, dtype=int))
