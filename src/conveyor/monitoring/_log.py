@@ -4,9 +4,14 @@ Serving must never wait on monitoring, so :meth:`InferenceLogger.log` does three
 on the request path (about 1.5 us): a sampling draw, building one small tuple, and an append to
 a bounded buffer. When the buffer is full (the writer is slow or stalled) the record is dropped
 and counted rather than blocking the request. A daemon thread writes one Parquet file per model
-and time window, every flush interval::
+and time window, every flush interval, and merges a window's files into one once the window
+has closed, so a day of traffic is one file per window and server, not one per second::
 
-    <root>/<model>/<yyyy-mm-dd>/<window-start>-<uuid>.parquet
+    <root>/<model>/<yyyy-mm-dd>/<window-start>-<writer>-p<seq>.parquet   written each second
+    <root>/<model>/<yyyy-mm-dd>/<window-start>-<writer>-c<seq>.parquet   the window merged
+
+A merged file holds its writer's parts of that window up to part ``<seq>``; readers skip those
+parts if they are still there (the writer deletes them after the merged file is in place).
 
 The writer shares the GIL with the server, so what it does per record is kept to a few list
 appends: every 0.1 s it joins the waiting requests column by column (one ``numpy.concatenate``
@@ -164,6 +169,10 @@ class InferenceLogger:
         self._wake = threading.Event()
         self._flushes: list[threading.Event] = []
         self._pending: dict[_FileKey, list[tuple[pa.Table, int]]] = {}
+        # Files this writer wrote, per window, not merged yet (see _compact).
+        self._parts: dict[_FileKey, list[tuple[Path, int]]] = {}
+        self._writer_id = uuid.uuid4().hex[:12]
+        self._seq = 0
         self._logged = 0
         self._dropped = 0
         self._sampled_out = 0
@@ -299,12 +308,14 @@ class InferenceLogger:
             self._convert()
             if flushes or stopping or time.monotonic() - written_at >= self.flush_interval_s:
                 self._write_pending()
+                self._compact()
                 written_at = time.monotonic()
             for done in flushes:
                 done.set()
             if stopping:
                 self._convert()
                 self._write_pending()
+                self._compact(everything=True)
                 return
 
     def _convert(self) -> None:
@@ -374,10 +385,26 @@ class InferenceLogger:
 
         folder = self.root / model / (LABELS_DIR if labels else "") / start.strftime("%Y-%m-%d")
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{start.strftime(_STAMP)}-{uuid.uuid4().hex}.parquet"
-        tmp = folder / f".{name}.tmp"
+        self._seq += 1
+        path = folder / f"{start.strftime(_STAMP)}-{self._writer_id}-p{self._seq:08d}.parquet"
+        tmp = folder / f".{path.name}.tmp"
         pq.write_table(table, tmp)
-        os.replace(tmp, folder / name)
+        os.replace(tmp, path)
+        self._parts.setdefault((model, start, labels), []).append((path, self._seq))
+
+    def _compact(self, *, everything: bool = False) -> None:
+        """Merge this writer's files of each closed window into one (every window when
+        stopping). A window is closed once no record of it can still be on its way: its end,
+        plus two flush intervals, has passed by the logger's clock."""
+        now = self._clock()
+        grace = self.window + dt.timedelta(seconds=2 * self.flush_interval_s)
+        for key in list(self._parts):
+            if everything or key[1] + grace <= now:
+                parts = self._parts.pop(key)
+                try:
+                    _merge([path for path, _ in parts], upto=max(seq for _, seq in parts))
+                except Exception:  # the parts stay as they are, and readers read them
+                    logger.exception("inference log: %d files of %s not merged", len(parts), key)
 
 
 def window_start(at: dt.datetime, window: dt.timedelta) -> dt.datetime:
@@ -620,6 +647,115 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(as_text, promote_options="permissive")
 
 
+#: Rows per row group of a merged window file.
+_MERGED_ROW_GROUP = 100_000
+
+
+def _merge(parts: list[Path], *, upto: int) -> Path:
+    """One file of a writer's ``parts`` of one window, named for the last part it holds; the
+    parts are deleted once it is in place. Parts are streamed, about a row group at a time, so
+    a busy window is never whole in memory (unless its parts disagree on a column's type)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stamp, writer, _ = parts[0].stem.split("-")
+    target = parts[0].with_name(f"{stamp}-{writer}-c{upto:08d}.parquet")
+    if len(parts) == 1:
+        os.replace(parts[0], target)
+        return target
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        schema = pa.unify_schemas(
+            [pq.read_schema(part) for part in parts], promote_options="permissive"
+        )
+        with pq.ParquetWriter(tmp, schema) as out:
+            group: list[pa.Table] = []
+            rows = 0
+            for part in parts:
+                table = _conform(pq.read_table(part), schema)
+                group.append(table)
+                rows += table.num_rows
+                if rows >= _MERGED_ROW_GROUP:
+                    out.write_table(pa.concat_tables(group))
+                    group, rows = [], 0
+            if group:
+                out.write_table(pa.concat_tables(group))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # A column of two kinds (a number in one part, text in another): merged in memory.
+        pq.write_table(_concat([pq.read_table(part) for part in parts]), tmp)
+    os.replace(tmp, target)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return target
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns, in its order and types; missing ones null."""
+    import pyarrow as pa
+
+    columns = [
+        table[field.name].cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _log_files(folders: list[Path], start: dt.datetime, end: dt.datetime) -> list[Path]:
+    """The log files in ``folders`` that can hold rows of ``[start, end)``, without the parts
+    a merged file already holds (a writer deletes them just after merging)."""
+    files: list[tuple[Path, tuple[str, str] | None, str, int]] = []
+    merged: dict[tuple[str, str], int] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.parquet")):
+            if not _overlaps(path, start, end):
+                continue
+            bits = path.stem.split("-")
+            if len(bits) == 3 and bits[2][:1] in ("p", "c") and bits[2][1:].isdigit():
+                writer, kind, seq = (bits[0], bits[1]), bits[2][0], int(bits[2][1:])
+                if kind == "c":
+                    merged[writer] = max(merged.get(writer, 0), seq)
+                files.append((path, writer, kind, seq))
+            else:  # written before windows were merged, or by hand: read as it is
+                files.append((path, None, "", 0))
+    return [
+        path
+        for path, writer, kind, seq in files
+        if not (kind == "p" and writer in merged and seq <= merged[writer])
+    ]
+
+
+def _read_files(folders: list[Path], start: dt.datetime, end: dt.datetime) -> list[pa.Table]:
+    """The tables of the log files of ``folders`` for ``[start, end)``; listed again when a
+    writer merged some away between listing and reading."""
+    import pyarrow.parquet as pq
+
+    for _ in range(5):
+        try:
+            return [pq.read_table(path) for path in _log_files(folders, start, end)]
+        except FileNotFoundError:
+            continue
+    from conveyor.core.errors import InfrastructureError
+
+    raise InfrastructureError(
+        "the inference log changed under the reader five times in a row",
+        hint="read it again; if this repeats, check that no two servers share a writer",
+    )
+
+
+def _days(root: Path, start: dt.datetime, end: dt.datetime, *parts: str) -> list[Path]:
+    """The day folders under ``root/parts`` from ``start``'s day to ``end``'s."""
+    folders = []
+    day = start.date()
+    while day <= end.date():
+        folders.append(Path(root).joinpath(*parts, day.strftime("%Y-%m-%d")))
+        day += dt.timedelta(days=1)
+    return folders
+
+
 def read_log(root: Path, model: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     """The logged rows of ``model`` with ``start <= at < end``, oldest first.
 
@@ -629,18 +765,11 @@ def read_log(root: Path, model: str, start: dt.datetime, end: dt.datetime) -> pd
     pile up.
     """
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    files: list[Path] = []
-    day = start.date()
-    while day <= end.date():
-        folder = Path(root) / model / day.strftime("%Y-%m-%d")
-        if folder.is_dir():
-            files.extend(f for f in sorted(folder.glob("*.parquet")) if _overlaps(f, start, end))
-        day += dt.timedelta(days=1)
-    if not files:
+    tables = _read_files(_days(root, start, end, model), start, end)
+    if not tables:
         return pd.DataFrame(columns=["at", "version", "request_id", "latency_s", "prediction"])
-    frame = _concat([pq.read_table(f) for f in files]).to_pandas()
+    frame = _concat(tables).to_pandas()
     at = pd.to_datetime(frame["at"], utc=True)
     frame = frame[(at >= start) & (at < end)].sort_values("at", kind="stable")
     frame = frame.rename(columns={c: c[3:] for c in frame.columns if c.startswith("in.")})
@@ -651,18 +780,11 @@ def read_labels(root: Path, model: str, start: dt.datetime, end: dt.datetime) ->
     """The outcomes of ``model`` that arrived with ``start <= at < end``: ``request_id``,
     ``label`` and ``at``, the latest label of each request id only."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    files: list[Path] = []
-    day = start.date()
-    while day <= end.date():
-        folder = Path(root) / model / LABELS_DIR / day.strftime("%Y-%m-%d")
-        if folder.is_dir():
-            files.extend(f for f in sorted(folder.glob("*.parquet")) if _overlaps(f, start, end))
-        day += dt.timedelta(days=1)
-    if not files:
+    tables = _read_files(_days(root, start, end, model, LABELS_DIR), start, end)
+    if not tables:
         return pd.DataFrame(columns=["request_id", "label", "at"])
-    frame = _concat([pq.read_table(f) for f in files]).to_pandas()
+    frame = _concat(tables).to_pandas()
     at = pd.to_datetime(frame["at"], utc=True)
     frame = frame[(at >= start) & (at < end)].sort_values("at", kind="stable")
     return frame.drop_duplicates("request_id", keep="last").reset_index(drop=True)

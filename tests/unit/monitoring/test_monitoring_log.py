@@ -220,11 +220,70 @@ def test_a_window_whose_files_disagree_on_a_type_stays_readable(tmp_path: Path) 
     log.log("m", 1, "b", {"x": 1.5, "y": 2}, 0.5, 0.0)
     assert log.flush()  # ...float and int there
     log.log("m", 1, "c", {"z": True}, 1, 0.0)
-    log.close()
-    frame = read_log(tmp_path, "m", T0, T0 + dt.timedelta(minutes=1)).set_index("request_id")
+    assert log.flush()
     assert len(list(tmp_path.rglob("*.parquet"))) == 3
-    # Integers meet floats as floats; a number in one file and text in another become text.
-    assert frame["prediction"].to_dict() == {"a": 0.0, "b": 0.5, "c": 1.0}
-    assert frame.loc[["a", "b"], "x"].tolist() == [1.0, 1.5]
-    assert frame.loc[["a", "b"], "y"].tolist() == ["s", "2"]
-    assert frame.loc[["a", "b", "c"], "x"].isna().tolist() == [False, False, True]
+    apart = read_log(tmp_path, "m", T0, T0 + dt.timedelta(minutes=1)).set_index("request_id")
+    log.close()  # merges the window's three files into one
+    assert len(list(tmp_path.rglob("*.parquet"))) == 1
+    merged = read_log(tmp_path, "m", T0, T0 + dt.timedelta(minutes=1)).set_index("request_id")
+    for frame in (apart, merged):
+        # Integers meet floats as floats; a number in one file and text in another: text.
+        assert frame["prediction"].to_dict() == {"a": 0.0, "b": 0.5, "c": 1.0}
+        assert frame.loc[["a", "b"], "x"].tolist() == [1.0, 1.5]
+        assert frame.loc[["a", "b"], "y"].tolist() == ["s", "2"]
+        assert frame.loc[["a", "b", "c"], "x"].isna().tolist() == [False, False, True]
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*.parquet"))
+
+
+def test_a_closed_window_is_merged_into_one_file(tmp_path: Path) -> None:
+    now = [T0]
+    log = InferenceLogger(tmp_path, clock=lambda: now[0], window=dt.timedelta(minutes=5))
+    for i in range(4):  # four flushes: four files of the first window
+        log.log_columns("m", 1, f"a{i}", {"x": np.array([float(i)])}, 1, [i], 0.0)
+        assert log.flush()
+    assert [name.split("-")[2][0] for name in _files(tmp_path)] == ["p"] * 4
+    # The window has closed (its end plus two flush intervals): the next write merges it.
+    now[0] = T0 + dt.timedelta(minutes=5, seconds=2)
+    log.log_columns("m", 1, "b", {"x": np.array([9.0]), "y": np.array(["new"])}, 1, [9], 0.0)
+    assert log.flush()
+    names = _files(tmp_path)
+    assert [n[:16] for n in names] == ["20260302T100000Z", "20260302T100500Z"]
+    assert [n.split("-")[2][0] for n in names] == ["c", "p"]
+    frame = read_log(tmp_path, "m", T0, now[0] + dt.timedelta(minutes=5))
+    assert list(frame["request_id"]) == ["a0", "a1", "a2", "a3", "b"]
+    assert frame["x"].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0]
+    # A record of the merged window that arrives late goes to a new file, and is read too.
+    now[0] = T0 + dt.timedelta(minutes=1)
+    log.log_columns("m", 1, "late", {"x": np.array([5.0])}, 1, [5], 0.0)
+    counters = log.close()
+    assert (counters.written, counters.write_errors) == (6, 0)
+    assert len(_files(tmp_path)) == 3  # closing merges what is left: one more file per window
+    frame = read_log(tmp_path, "m", T0, T0 + dt.timedelta(minutes=10))
+    assert sorted(frame["request_id"]) == ["a0", "a1", "a2", "a3", "b", "late"]
+
+
+def test_readers_skip_parts_a_merged_file_holds(tmp_path: Path) -> None:
+    """As if a writer stopped between merging a window and deleting its parts."""
+    from conveyor.monitoring._log import _merge
+
+    log = InferenceLogger(tmp_path, clock=lambda: T0)
+    for i in range(3):
+        log.log("m", 1, f"r{i}", {"x": i}, 0, 0.0)
+        assert log.flush()
+    parts = sorted((tmp_path / "m" / "2026-03-02").glob("*.parquet"))
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for part in parts:  # copies, to put back after the merge deleted them
+        (kept / part.name).write_bytes(part.read_bytes())
+    log.log("m", 1, "r3", {"x": 3}, 0, 0.0)
+    assert log.flush()  # a part written after the merge below: not held by it
+    merged = _merge(parts, upto=3)
+    for copy in kept.iterdir():
+        copy.rename(merged.parent / copy.name)
+    assert len(list(merged.parent.glob("*.parquet"))) == 5
+    frame = read_log(tmp_path, "m", T0, T0 + dt.timedelta(minutes=1))
+    assert sorted(frame["request_id"]) == ["r0", "r1", "r2", "r3"]
+    log.close()
