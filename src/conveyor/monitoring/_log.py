@@ -693,9 +693,12 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns, in its order and types; missing ones null."""
     import pyarrow as pa
 
+    if table.schema.equals(schema):  # the usual case: every part has the same columns
+        return table
+    names = set(table.column_names)
     columns = [
         table[field.name].cast(field.type)
-        if field.name in table.column_names
+        if field.name in names
         else pa.nulls(table.num_rows, field.type)
         for field in schema
     ]
