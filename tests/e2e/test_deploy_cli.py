@@ -10,8 +10,14 @@ own copy of a snapshot.
 from __future__ import annotations
 
 import json
+import os
+import queue
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -312,6 +318,55 @@ def test_a_driven_canary_without_traffic_fails_back_to_stable(
     assert _ok(conveyor("rollout", "run", "churn", cwd=project)).out.strip() == (
         "model 'churn' has no rollout in progress"
     )
+
+
+def test_the_watching_controller_drives_each_rollout_as_it_starts(
+    snapshots: dict[str, Path], tmp_path: Path
+) -> None:
+    """`rollout run --watch`, the controller as a service: idle, then a rollout started by
+    someone else is driven to its end, then idle again, until SIGTERM (exit 0)."""
+    project = _copy(snapshots, "one_candidate", tmp_path)
+    _set_rollout_block(project, "rollout: {interval_s: 0.2, max_inconclusive: 2}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(OPERATOR)
+    argv = [sys.executable, "-m", "conveyor", "rollout", "run", "churn", "--watch"]
+    with subprocess.Popen(
+        [*argv, "--every", "0.05"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as controller:
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: [lines.put(line.rstrip("\n")) for line in controller.stdout or []],
+            daemon=True,
+        )
+        reader.start()
+        try:
+            idle = "model 'churn' has no rollout in progress"
+            assert lines.get(timeout=60) == idle  # once, not once per tick
+            deploy = ("deploy", "churn", "2", "--canary", "50,100", "--detach")
+            _ok(conveyor(*deploy, cwd=project, env=AUTHOR))
+            seen = []
+            while not seen or seen[-1] != idle:
+                seen.append(lines.get(timeout=60))
+            assert seen[:3] == ["[50%] analysis: inconclusive; 0 candidate / 0 stable requests"] * 3
+            assert seen[3].startswith("rollout failed, traffic back on stable: analysis 3 ")
+            assert len(seen) == 5
+            controller.send_signal(signal.SIGTERM)
+            assert controller.wait(timeout=60) == 0
+        finally:
+            if controller.poll() is None:
+                controller.kill()
+        reader.join(timeout=10)
+        err = controller.stderr.read() if controller.stderr else ""
+    assert lines.get_nowait() == "rollout controller for churn stopped"
+    assert lines.empty()
+    assert "Traceback" not in err, err
+    phases = json.loads(_ok(conveyor("rollout", "status", "churn", "--json", cwd=project)).out)
+    assert [r["phase"] for r in phases] == ["failed"]
 
 
 def test_a_second_candidate_supersedes_the_rollout_in_progress(

@@ -19,6 +19,7 @@ from conveyor.core.identity import current_user
 
 if TYPE_CHECKING:
     from conveyor.deploy import Rollout, TickOutcome
+    from conveyor.project import Project
 
 __all__ = ["deploy", "rollout"]
 
@@ -156,6 +157,26 @@ def deploy(
             )
             raise SystemExit(130) from None
     _finish(final, as_json)
+
+
+def _watch(project: Project, name: str, every: float) -> None:
+    """Run the controller until SIGTERM or ^C, then exit 0 between two ticks."""
+    import signal
+    import threading
+
+    from conveyor.project._deploy import watch
+
+    stop = threading.Event()
+    # Stop between two ticks, never inside one: a tick is one transaction of the store.
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        watch(project, model=name, actor=current_user(), stop=stop, every=every, report=_report)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console().print(f"rollout controller for {name} stopped")
 
 
 def _finish(final: TickOutcome, as_json: bool) -> None:
@@ -350,12 +371,23 @@ def abort(ctx: click.Context, name: str, reason: str) -> None:
     help="Seconds per tick.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final outcome as JSON.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep running: drive each rollout of NAME as it starts, until stopped (SIGTERM, ^C).",
+)
 @click.pass_context
-def run(ctx: click.Context, name: str, every: float, as_json: bool) -> None:
-    """Drive NAME's rollout until it ends (the controller, in the foreground)."""
+def run(ctx: click.Context, name: str, every: float, as_json: bool, watch: bool) -> None:
+    """Drive NAME's rollout until it ends (the controller, in the foreground); with --watch,
+    every rollout of NAME from now on (the controller as a service)."""
     from conveyor.project._deploy import drive
 
+    if watch and as_json:
+        raise click.UsageError("--json prints one final outcome; --watch has none")
     with open_from_context(ctx) as project:
+        if watch:
+            _watch(project, name, every)
+            return
         final = drive(
             project,
             model=name,

@@ -7,10 +7,12 @@ gated promotion to production (the same gates as ``conveyor promote``).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
 
     from conveyor.deploy import AnalysisSettings, Incident, Rollout, TickOutcome
@@ -25,10 +27,13 @@ __all__ = [
     "rollout_status",
     "start_deploy",
     "tick_rollout",
+    "watch",
 ]
 
 #: Outcomes after which a rollout is over.
 FINAL = ("succeeded", "failed", "idle")
+
+logger = logging.getLogger(__name__)
 
 
 def analysis_settings(project: Project) -> AnalysisSettings:
@@ -155,6 +160,48 @@ def drive(
         if outcome.action in FINAL or (until is not None and until()):
             return outcome
         time.sleep(every)
+
+
+def watch(
+    project: Project,
+    *,
+    model: str,
+    actor: str,
+    stop: threading.Event,
+    every: float = 1.0,
+    report: Callable[[TickOutcome], None] | None = None,
+) -> int:
+    """Drive ``model``'s rollouts as they start, one after another, until ``stop`` is set: the
+    controller as a long-running service. Returns how many rollouts it saw end.
+
+    ``report`` gets what :func:`drive` reports, and the first ``idle`` outcome after each
+    rollout (not one per tick). A store that cannot be reached for a tick (a restarting
+    database, a lost race) is logged and tried again at the next tick, not fatal.
+    """
+    from conveyor.core.errors import InfrastructureError
+    from conveyor.store.metadata import TransactionConflictError
+
+    ended = 0
+    idle_reported = False
+    while not stop.is_set():
+        try:
+            outcome = tick_rollout(project, model=model, actor=actor)
+        except (InfrastructureError, TransactionConflictError) as exc:
+            logger.warning("rollout controller for %s: tick failed, trying again: %s", model, exc)
+            stop.wait(every)
+            continue
+        if outcome.action == "idle":
+            if report is not None and not idle_reported:
+                report(outcome)
+            idle_reported = True
+        else:
+            idle_reported = False
+            if report is not None and outcome.action not in ("waiting", "raced"):
+                report(outcome)
+            if outcome.action in FINAL:
+                ended += 1
+        stop.wait(every)
+    return ended
 
 
 def pause_rollout(project: Project, *, model: str, actor: str, reason: str = "") -> Rollout:
