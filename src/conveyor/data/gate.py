@@ -11,13 +11,17 @@ without re-reading either dataset: the files may be gone, or too large for a pag
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from conveyor.data.findings import DataReport, jsonable
 from conveyor.data.settings import DataGateSettings
 from conveyor.data.validate import validate_frames
 
 if TYPE_CHECKING:
+    import datetime as dt
     from pathlib import Path
 
     from conveyor.store.metadata import MetadataStore
@@ -26,6 +30,8 @@ __all__ = [
     "MAX_CHART_CATEGORIES",
     "MAX_CHART_COLUMNS",
     "DataGateSettings",
+    "DatasetCheck",
+    "dataset_checks",
     "record_findings",
     "run_data_gate",
     "stored_charts",
@@ -182,3 +188,83 @@ def _finite(x: float | None) -> float | None:
     import math
 
     return None if x is None or math.isnan(x) or math.isinf(x) else float(x)
+
+
+@dataclass(frozen=True)
+class DatasetCheck:
+    """A validation of a dataset version: its verdict, its findings, and the reference and
+    current distribution per column it recorded (``conveyor.data.gate.stored_charts``; empty
+    for checks recorded without them)."""
+
+    dataset_version: str
+    reference_version: str | None
+    passed: bool
+    at: dt.datetime
+    summary: dict[str, Any]
+    findings: tuple[dict[str, Any], ...]
+    dataset_name: str | None = None
+    charts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charts_omitted: int = 0
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's registered name, else its version id (not every check registers it)."""
+        return self.dataset_name or self.dataset_version
+
+
+def dataset_checks(conn: sa.Connection, *, limit: int = 20) -> list[DatasetCheck]:
+    """The newest ``limit`` validations (``conveyor data check`` and the data gate), newest
+    first, each with the findings written in its transaction; one page's worth in two
+    statements."""
+    from conveyor.store.metadata.schema import dataset_check, dataset_version
+
+    d = dataset_check
+    summaries = conn.execute(
+        sa.select(d, dataset_version.c.name.label("dataset_name"))
+        .outerjoin(dataset_version, dataset_version.c.id == d.c.dataset_version)
+        .where(d.c.check == "data_checks", d.c.column.is_(None))
+        .order_by(d.c.id.desc())
+        .limit(limit)
+    ).all()
+    if not summaries:
+        return []
+    findings = conn.execute(
+        sa.select(d)
+        .where(
+            d.c.dataset_version.in_({s.dataset_version for s in summaries}),
+            d.c.created_at.in_({s.created_at for s in summaries}),
+            d.c.check != "data_checks",
+        )
+        .order_by(d.c.id)
+    ).all()
+    by_run: dict[tuple[str, dt.datetime], list[dict[str, Any]]] = {}
+    for f in findings:
+        by_run.setdefault((f.dataset_version, f.created_at), []).append(
+            {
+                "check": f.check,
+                "column": f.column,
+                "blocking": f.blocking,
+                "observed": f.observed,
+                "threshold": f.threshold,
+                "message": (f.details or {}).get("message", ""),
+            }
+        )
+    out = []
+    for s in summaries:
+        details = dict(s.details or {})
+        charts = details.pop("charts", None)
+        omitted = details.pop("charts_omitted", 0)
+        out.append(
+            DatasetCheck(
+                dataset_version=s.dataset_version,
+                reference_version=s.reference_version,
+                passed=s.passed,
+                at=s.created_at,
+                summary=details,
+                findings=tuple(by_run.get((s.dataset_version, s.created_at), [])),
+                dataset_name=s.dataset_name,
+                charts=charts if isinstance(charts, dict) else {},
+                charts_omitted=omitted if isinstance(omitted, int) else 0,
+            )
+        )
+    return out

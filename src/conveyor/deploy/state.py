@@ -9,6 +9,7 @@ state: they are appended without an audit event and pruned after :data:`WINDOW_R
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WINDOW_RETENTION",
+    "ServedWindow",
     "active_rollout",
     "get_rollout",
     "insert_rollout",
@@ -34,6 +36,7 @@ __all__ = [
     "read_windows",
     "record_windows",
     "routing_generation",
+    "serving_windows",
     "update_rollout",
     "write_routing",
 ]
@@ -235,6 +238,32 @@ def read_windows(
     for version, role, summary in rows:
         found.setdefault((int(version), role), []).append(summary)
     return found
+
+
+@dataclass(frozen=True)
+class ServedWindow:
+    """One serving window of one version in one role (``live``, ``canary``, ``shadow``...)."""
+
+    version: int
+    role: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    summary: dict[str, Any]
+
+
+def serving_windows(
+    conn: sa.Connection, model: str, *, since: dt.datetime, limit: int = 2000
+) -> list[ServedWindow]:
+    """``model``'s serving windows that ended after ``since``, oldest first (the newest
+    ``limit``)."""
+    w = serving_window
+    rows = conn.execute(
+        sa.select(w.c.version, w.c.role, w.c.started_at, w.c.ended_at, w.c.summary)
+        .where(w.c.model == model, w.c.ended_at > since)
+        .order_by(w.c.ended_at.desc(), w.c.id.desc())
+        .limit(limit)
+    ).all()
+    return [ServedWindow(int(r[0]), r[1], r[2], r[3], dict(r[4] or {})) for r in reversed(rows)]
 
 
 # -- incidents -----------------------------------------------------------------------------------

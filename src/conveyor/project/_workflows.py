@@ -8,15 +8,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from conveyor.core.errors import ConfigError
 from conveyor.core.project_dir import config_path
 from conveyor.project import _runlock
 from conveyor.store.metadata import AuditEvent, ChainReport, insert_ignore
 from conveyor.store.metadata.lineage import add_edges, model_node, node
 from conveyor.store.metadata.schema import artifact as artifact_table
-from conveyor.store.metadata.schema import audit_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -380,15 +377,15 @@ def audit_log(
     ``actor`` matches exactly: user names are not hierarchical, and a prefix would let ``al``
     show alice's and alan's events together.
     """
-    query = sa.select(audit_event).order_by(audit_event.c.seq.desc()).limit(limit)
-    if since is not None:
-        query = query.where(audit_event.c.at >= since)
-    if actor:
-        query = query.where(audit_event.c.actor == actor)
-    if action:
-        query = query.where(audit_event.c.action.startswith(action))
-    if target:
-        query = query.where(audit_event.c.target.startswith(target))
+    from conveyor.store.metadata.audit import query_events
+
     with project.metadata.read() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [AuditEvent(**dict(r)) for r in reversed(rows)]
+        events = query_events(
+            conn,
+            since=since,
+            action=action or "",
+            target=target or "",
+            actor=actor or "",
+            limit=limit,
+        )
+    return events[::-1]

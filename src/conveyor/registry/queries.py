@@ -9,7 +9,8 @@ The statements themselves live in ``_rows``, shared with the writes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -28,14 +29,20 @@ from conveyor.store.metadata.schema import model as model_table
 from conveyor.store.metadata.schema import stage_history as stage_history_table
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Iterable
+
     from conveyor.registry.records import ModelVersion, StageChange
     from conveyor.store.metadata import MetadataStore
 
 __all__ = [
+    "AttemptSummary",
     "gate_results",
     "get_version",
+    "last_attempts",
     "list_models",
     "list_versions",
+    "production_since",
     "production_version",
     "routing_token",
     "stage_history",
@@ -165,3 +172,67 @@ def routing_token(store: MetadataStore) -> int:
                 sa.select(sa.func.coalesce(sa.func.max(stage_history_table.c.id), 0))
             ).scalar_one()
         )
+
+
+# -- for pages of many versions: one statement each, in the caller's read transaction --------
+
+
+@dataclass(frozen=True)
+class AttemptSummary:
+    """The newest promotion attempt of a version, at a glance."""
+
+    version: int
+    stage: str
+    at: dt.datetime
+    passed: int
+    failed: int
+    failing: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def last_attempts(
+    conn: sa.Connection, model: str, versions: Iterable[int] | None = None
+) -> dict[int, AttemptSummary]:
+    """The newest gate attempt of each of ``versions`` of ``model`` (every version: None).
+
+    An attempt is the rows one promotion wrote in one transaction: same version, stage, time.
+    """
+    g = gate_result
+    newest = sa.select(g.c.version, sa.func.max(g.c.created_at).label("at")).where(
+        g.c.model == model
+    )
+    if versions is not None:
+        newest = newest.where(g.c.version.in_(list(versions)))
+    sub = newest.group_by(g.c.version).subquery()
+    rows = conn.execute(
+        sa.select(g.c.version, g.c.stage, g.c.check, g.c.passed, g.c.created_at)
+        .join(sub, sa.and_(g.c.version == sub.c.version, g.c.created_at == sub.c.at))
+        .where(g.c.model == model)
+        .order_by(g.c.version, g.c.id)
+    ).all()
+    found: dict[int, dict[str, Any]] = {}
+    for version, stage, check, passed, at in rows:
+        entry = found.setdefault(version, {"stage": stage, "at": at, "ok": 0, "failing": []})
+        if passed:
+            entry["ok"] += 1
+        else:
+            entry["failing"].append(check)
+    return {
+        v: AttemptSummary(v, e["stage"], e["at"], e["ok"], len(e["failing"]), tuple(e["failing"]))
+        for v, e in found.items()
+    }
+
+
+def production_since(conn: sa.Connection, model: str, version: int) -> dt.datetime | None:
+    """When ``version`` of ``model`` last entered production."""
+    at: dt.datetime | None = conn.execute(
+        sa.select(sa.func.max(stage_history_table.c.at)).where(
+            stage_history_table.c.model == model,
+            stage_history_table.c.version == version,
+            stage_history_table.c.stage == "production",
+        )
+    ).scalar_one_or_none()
+    return at

@@ -8,11 +8,15 @@ stored: gate verdicts, analyses and drift statistics are the recorded ones.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import NotFoundError
-from conveyor.ui import _queries as q
+from conveyor.data.gate import DatasetCheck, dataset_checks
+from conveyor.deploy.state import ServedWindow, serving_windows
+from conveyor.registry.queries import last_attempts, production_since
+from conveyor.store.metadata.audit import query_events
 from conveyor.ui._charts import Series, distribution_chart, line_chart, lineage_svg, split_bar
 
 if TYPE_CHECKING:
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PAGE_SIZE",
+    "AuditFilter",
     "ChainVerdicts",
     "audit_page",
     "data_page",
@@ -37,6 +42,17 @@ PAGE_SIZE = 50
 CHART_SPAN = dt.timedelta(days=7)
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the audit page shows: prefixes of action and target, an exact actor, and events
+    before ``before`` (a ``seq``: the page after the one ending there)."""
+
+    action: str = ""
+    target: str = ""
+    actor: str = ""
+    before: int | None = None
+
+
 def models_page(project: Project) -> dict[str, Any]:
     """Every model: versions per stage, production and since when, the latest gate attempt."""
     from conveyor.registry import list_models
@@ -46,12 +62,12 @@ def models_page(project: Project) -> dict[str, Any]:
     with project.metadata.read() as conn:
         for m in models:
             since = (
-                q.production_since(conn, m.name, m.production_version)
+                production_since(conn, m.name, m.production_version)
                 if m.production_version is not None
                 else None
             )
             latest = (
-                q.last_attempts(conn, m.name, [m.latest_version]).get(m.latest_version)
+                last_attempts(conn, m.name, [m.latest_version]).get(m.latest_version)
                 if m.latest_version is not None
                 else None
             )
@@ -73,9 +89,9 @@ def model_page(project: Project, name: str, page: int) -> dict[str, Any]:
     page = min(max(page, 1), pages)
     shown = versions[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     with project.metadata.read() as conn:
-        attempts = q.last_attempts(conn, name, [v.version for v in shown])
+        attempts = last_attempts(conn, name, [v.version for v in shown])
         production = next((v for v in versions if v.stage == "production"), None)
-        since = q.production_since(conn, name, production.version) if production else None
+        since = production_since(conn, name, production.version) if production else None
         rollout = active_rollout(conn, name)
     return {
         "name": name,
@@ -259,7 +275,7 @@ def deployments_page(project: Project) -> dict[str, Any]:
         rollouts = list_rollouts(conn, limit=20)
         shown = [r for r in rollouts if r.active] + [r for r in rollouts if not r.active][:5]
         windows = {
-            r.id: q.serving_windows(conn, r.model, since=r.created_at - dt.timedelta(minutes=5))
+            r.id: serving_windows(conn, r.model, since=r.created_at - dt.timedelta(minutes=5))
             for r in shown
         }
         history = {r.id: _step_history(conn, r) for r in shown}
@@ -276,9 +292,7 @@ def _step_history(conn: Any, rollout: Rollout) -> list[dict[str, Any]]:
     advanced past with the verdict of the analysis that moved it, and how it ended."""
     import json
 
-    events = q.audit_page(
-        conn, q.AuditFilter(action="rollout.", target=f"model:{rollout.model}"), limit=500
-    )
+    events = query_events(conn, action="rollout.", target=f"model:{rollout.model}", limit=500)
     found = []
     for e in reversed(events):
         payload = json.loads(e.payload)
@@ -304,7 +318,7 @@ def _step_history(conn: Any, rollout: Rollout) -> list[dict[str, Any]]:
 _AFTER_END = dt.timedelta(minutes=5)
 
 
-def _rollout_view(rollout: Rollout, routing: Any, windows: list[q.ServedWindow]) -> dict[str, Any]:
+def _rollout_view(rollout: Rollout, routing: Any, windows: list[ServedWindow]) -> dict[str, Any]:
     from conveyor.deploy.telemetry import WindowSummary
 
     merged: dict[tuple[int, str], dict[dt.datetime, list[dict[str, Any]]]] = {}
@@ -383,7 +397,7 @@ def data_page(project: Project) -> dict[str, Any]:
     drift = []
     models = list_models(project.metadata)
     with project.metadata.read() as conn:
-        checks = q.dataset_checks(conn)
+        checks = dataset_checks(conn)
         for m in models:
             windows = read_windows(conn, m.name, since=since)
             columns = sorted(
@@ -411,7 +425,7 @@ def data_page(project: Project) -> dict[str, Any]:
     return {"checks": checks, "drift": drift, "distributions": _distributions(checks)}
 
 
-def _distributions(checks: list[q.DatasetCheck]) -> list[dict[str, Any]]:
+def _distributions(checks: list[DatasetCheck]) -> list[dict[str, Any]]:
     """Per dataset (by name, else version), its newest check's recorded distributions."""
     seen: set[str] = set()
     out = []
@@ -457,11 +471,18 @@ def monitoring_page(project: Project) -> dict[str, Any]:
 
 
 def audit_page(
-    project: Project, where: q.AuditFilter, chain: ChainVerdicts | None = None
+    project: Project, where: AuditFilter, chain: ChainVerdicts | None = None
 ) -> dict[str, Any]:
     """A page of the audit log (newest first) under ``where``, and the chain's verification."""
     with project.metadata.read() as conn:
-        events = q.audit_page(conn, where, limit=PAGE_SIZE)
+        events = query_events(
+            conn,
+            action=where.action,
+            target=where.target,
+            actor=where.actor,
+            before=where.before,
+            limit=PAGE_SIZE,
+        )
     report, verified_at = (chain or ChainVerdicts(dt.timedelta(0))).verdict(project)
     return {
         "events": events,

@@ -38,7 +38,6 @@ from conveyor.core.errors import ConveyorError, UnauthorizedError, UsageError
 from conveyor.core.names import validate_name
 from conveyor.ui import _pages
 from conveyor.ui._auth import COOKIE, CsrfKey, guard, presented_token, requires
-from conveyor.ui._queries import AuditFilter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -326,7 +325,7 @@ async def _monitoring(request: Request) -> Response:
 @requires("read")
 async def _audit(request: Request) -> Response:
     project = _context(request).project
-    where = AuditFilter(
+    where = _pages.AuditFilter(
         action=request.query_params.get("action", "").strip(),
         target=request.query_params.get("target", "").strip(),
         actor=request.query_params.get("actor", "").strip(),

@@ -153,3 +153,31 @@ def test_events_appended_after_verification_extend_the_chain(
         sixth = tx.audit("model.rolled_back", "model:churn")
     assert (sixth.seq, sixth.prev_hash) == (6, events[-1].hash)
     assert verify(metadata_store).head == sixth.hash
+
+
+def test_query_filters_by_literal_prefixes_exact_actor_and_pages(
+    metadata_store: MetadataStore,
+) -> None:
+    from conveyor.store.metadata.audit import query_events
+
+    with metadata_store.write("ana") as tx:
+        tx.audit("model.promoted", "model:churn_v2/1", {})
+        tx.audit("model.promoted", "model:churnXv2/1", {})  # `_` is no wildcard
+        tx.audit("model%.odd", "model:churn_v2/2", {})
+    with metadata_store.write("al") as tx:
+        tx.audit("model.promoted", "model:churn_v2/3", {})
+    with metadata_store.read() as conn:
+        found = query_events(conn, target="model:churn_v2")
+        assert [e.target for e in found] == [
+            "model:churn_v2/3",
+            "model:churn_v2/2",
+            "model:churn_v2/1",
+        ]
+        assert [e.action for e in query_events(conn, action="model%")] == ["model%.odd"]
+        assert [e.actor for e in query_events(conn, actor="al")] == ["al"]
+        assert query_events(conn, actor="a") == []  # exact, not a prefix
+        newest, *_ = found
+        older = query_events(conn, target="model:churn_v2", before=newest.seq, limit=1)
+        assert [e.target for e in older] == ["model:churn_v2/2"]
+        since = query_events(conn, since=newest.at)
+        assert newest.seq in {e.seq for e in since}

@@ -11,9 +11,9 @@ from starlette.testclient import TestClient
 from tests.unit.ui._ui_data import build_project
 
 from conveyor.cli.ui import dashboard_app
+from conveyor.data.gate import DatasetCheck, dataset_checks
 from conveyor.ui._charts import distribution_chart
 from conveyor.ui._pages import _distributions
-from conveyor.ui._queries import DatasetCheck, dataset_checks
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -59,6 +59,7 @@ __all__ = [
     "event_hash",
     "key_id",
     "load_checkpoints",
+    "query_events",
     "sign_checkpoint",
     "signature_valid",
     "verify_chain",
@@ -201,6 +202,35 @@ def append_event(
 
 
 # ------------------------------------------------------------------ checkpoints
+
+
+def query_events(
+    conn: sa.Connection,
+    *,
+    since: dt.datetime | None = None,
+    action: str = "",
+    target: str = "",
+    actor: str = "",
+    before: int | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """The newest ``limit`` events, newest first: at or after ``since``, whose action and target
+    start with ``action`` and ``target`` (literally: ``_`` and ``%`` are not wildcards), by
+    ``actor`` exactly (user names are not hierarchical: ``al`` must not show alice's and alan's
+    events together), with a ``seq`` below ``before`` (the page after one ending there)."""
+    a = audit_event
+    query = sa.select(a).order_by(a.c.seq.desc()).limit(limit)
+    if since is not None:
+        query = query.where(a.c.at >= since)
+    if action:
+        query = query.where(a.c.action.startswith(action, autoescape=True))
+    if target:
+        query = query.where(a.c.target.startswith(target, autoescape=True))
+    if actor:
+        query = query.where(a.c.actor == actor)
+    if before is not None:
+        query = query.where(a.c.seq < before)
+    return [AuditEvent(**dict(r)) for r in conn.execute(query).mappings()]
 
 
 def key_id(key: bytes) -> str:
