@@ -204,20 +204,7 @@ class InferenceLogger:
         lose a count under contention. Both are fine for monitoring, and a lock on the request
         path would not be.
         """
-        if self._closed:
-            self._dropped += 1
-            return False
-        if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
-            self._sampled_out += 1
-            return False
-        if len(self._buffer) >= self.queue_size:
-            self._dropped += 1
-            return False
-        self._buffer.append(
-            (self._clock(), model, version, request_id, inputs, _ROW_FORM, outputs, latency_s)
-        )
-        self._logged += 1
-        return True
+        return self._offer(model, version, request_id, inputs, _ROW_FORM, outputs, latency_s)
 
     def log_columns(
         self,
@@ -235,6 +222,18 @@ class InferenceLogger:
         Python object per value, so logging every request stays cheap for the server that
         shares its GIL with the writer.
         """
+        return self._offer(model, version, request_id, columns, rows, outputs, latency_s)
+
+    def _offer(
+        self,
+        model: str,
+        version: int | None,
+        request_id: str,
+        inputs: Any,
+        rows: int,
+        outputs: Any,
+        latency_s: float,
+    ) -> bool:
         if self._closed:
             self._dropped += 1
             return False
@@ -245,7 +244,7 @@ class InferenceLogger:
             self._dropped += 1
             return False
         self._buffer.append(
-            (self._clock(), model, version, request_id, columns, rows, outputs, latency_s)
+            (self._clock(), model, version, request_id, inputs, rows, outputs, latency_s)
         )
         self._logged += 1
         return True

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from conveyor.monitoring import InferenceLogger
+
 if TYPE_CHECKING:
+    import datetime as dt
+
+    import pyarrow as pa
+
     from conveyor.store.artifacts import ArtifactStore
     from conveyor.store.metadata import MetadataStore
 
@@ -35,12 +42,15 @@ def fitted() -> Any:
     return Pipeline([("features", steps), ("model", LogisticRegression())]).fit(frame, labels)
 
 
-def register_bundle(metadata: MetadataStore, artifacts: ArtifactStore) -> tuple[int, str]:
-    """A real bundle of ``fitted()``, registered as churn and promoted to production."""
+def register_bundle(
+    metadata: MetadataStore, artifacts: ArtifactStore, estimator: Any = None
+) -> tuple[int, str]:
+    """A real bundle of ``estimator`` (default ``fitted()``), registered as churn and promoted
+    to production."""
     from conveyor.packaging import Model, build_bundle
     from conveyor.registry import parse_policy, promote, register_version
 
-    model = Model(estimator=fitted(), input_example=reference_frame(5, seed=2))
+    model = Model(estimator=estimator or fitted(), input_example=reference_frame(5, seed=2))
     bundle = build_bundle(artifacts, model, name="churn", metrics={"accuracy": 0.9})
     version, _ = register_version(
         metadata,
@@ -56,3 +66,19 @@ def register_bundle(metadata: MetadataStore, artifacts: ArtifactStore) -> tuple[
             metadata, model="churn", version=version.version, to=stage, policy=policy, actor="l"
         )
     return version.version, bundle.digest
+
+
+class StalledLog(InferenceLogger):
+    """A log whose writer hangs inside its first write until released, as on a hung disk."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def _write(
+        self, model: str, start: dt.datetime, table: pa.Table, *, labels: bool = False
+    ) -> None:
+        self.entered.set()
+        self.release.wait()
+        super()._write(model, start, table, labels=labels)

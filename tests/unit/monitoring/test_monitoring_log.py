@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests.unit.monitoring._monitoring_support import StalledLog
 
 from conveyor.core.errors import ConfigError
 from conveyor.monitoring import InferenceLogger, read_log
@@ -18,7 +18,6 @@ from conveyor.monitoring._log import read_labels, window_start
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pyarrow as pa
 
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 
@@ -90,24 +89,8 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
         InferenceLogger(tmp_path, window=dt.timedelta(hours=2))
 
 
-class _Stalled(InferenceLogger):
-    """A logger whose writer hangs inside its first write until released."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        super().__init__(*args, **kwargs)
-
-    def _write(
-        self, model: str, start: dt.datetime, table: pa.Table, *, labels: bool = False
-    ) -> None:
-        self.entered.set()
-        self.release.wait()
-        super()._write(model, start, table, labels=labels)
-
-
 def test_log_never_blocks_when_the_writer_is_stalled(tmp_path: Path) -> None:
-    log = _Stalled(tmp_path, queue_size=100, batch_size=1)
+    log = StalledLog(tmp_path, queue_size=100, batch_size=1)
     assert log.log("m", 1, "first", {"x": 1}, 0, 0.0)
     assert log.flush(timeout=0) is False  # asks the writer to write "first" now
     assert log.entered.wait(10)  # the writer now holds "first" and hangs

@@ -158,9 +158,7 @@ def test_a_running_monitor_follows_a_new_production_version(tmp_path: Path) -> N
     from sklearn.dummy import DummyClassifier
 
     from conveyor.cli.monitor import build_monitor
-    from conveyor.packaging import Model, build_bundle
     from conveyor.project import open_project
-    from conveyor.registry import parse_policy, promote, register_version
 
     (tmp_path / "conveyor.yaml").write_text("project: demo\n")
     (tmp_path / "monitoring.yaml").write_text(
@@ -178,26 +176,7 @@ def test_a_running_monitor_follows_a_new_production_version(tmp_path: Path) -> N
         # v2 answers 1 to everything, and is promoted while the monitor runs.
         constant = DummyClassifier(strategy="constant", constant=1)
         constant.fit(reference, np.ones(len(reference), dtype=int))
-        model = Model(estimator=constant, input_example=reference_frame(5, seed=2))
-        bundle = build_bundle(project.artifacts, model, name="churn", metrics={"accuracy": 0.5})
-        v2, _ = register_version(
-            project.metadata,
-            model="churn",
-            artifact_digest=bundle.digest,
-            metrics={"accuracy": 0.5},
-            run_id=None,
-            actor="scientist",
-        )
-        policy = parse_policy("stages: {}\n")
-        for stage in ("candidate", "production"):
-            promote(
-                project.metadata,
-                model="churn",
-                version=v2.version,
-                to=stage,
-                policy=policy,
-                actor="l",
-            )
+        register_bundle(project.metadata, project.artifacts, constant)
         second = monitor.current_specs()["churn"]
     sampled = reference.sample(n=200, random_state=0).sort_index()
     np.testing.assert_array_equal(first.reference_predictions, fitted().predict(sampled))

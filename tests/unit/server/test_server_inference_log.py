@@ -6,10 +6,10 @@ and off side by side, not here."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from tests.unit.monitoring._monitoring_support import StalledLog
 from tests.unit.server._support import MODEL, TestClient, infer_body, rows
 
 from conveyor.monitoring import InferenceLogger, read_labels, read_log
@@ -18,7 +18,6 @@ from conveyor.server import create_app
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pyarrow as pa
     from tests.unit.server.conftest import Stores
 
 URL = f"/v2/models/{MODEL}/infer"
@@ -93,24 +92,8 @@ def test_the_log_follows_conveyor_yaml(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
-class _StalledLog(InferenceLogger):
-    """A log whose writer hangs in its first write until released, as on a hung disk."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        super().__init__(*args, **kwargs)
-
-    def _write(
-        self, model: str, start: dt.datetime, table: pa.Table, *, labels: bool = False
-    ) -> None:
-        self.entered.set()
-        self.release.wait()
-        super()._write(model, start, table, labels=labels)
-
-
 def test_a_stalled_log_never_holds_up_an_answer(stores: Stores, tmp_path: Path) -> None:
-    log = _StalledLog(tmp_path / "log", queue_size=5)
+    log = StalledLog(tmp_path / "log", queue_size=5)
     app = create_app(stores.metadata, stores.artifacts, inference_log=log)
     body = infer_body(rows(1))
     try:
