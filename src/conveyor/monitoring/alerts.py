@@ -8,7 +8,7 @@ Each (rule, model) has one ``alert`` row whose state moves::
 
 A transient spike makes a rule pending and then inactive again, and nobody hears of it; only a
 condition that holds for the rule's whole ``for:`` duration fires. A rule moves only on a window
-it has not read before: the row remembers the newest window it read (in its ``labels``), so a
+it has not read before: the row remembers the end of the newest window it read, so a
 monitor evaluating more often than windows are produced does not count one bad window again and
 again toward ``for:``. A firing rule resolves only
 once its value is past ``resolve_below``/``resolve_above`` (hysteresis), so a value wobbling
@@ -171,12 +171,12 @@ def evaluate(
         value, used = _value(rule, windows)
         if value is None:
             continue
-        newest = _seen(used[-1])
+        newest = used[-1].end
         with store.write(actor) as tx:
             found = tx.conn.execute(
                 sa.select(alert).where(alert.c.model == model, alert.c.rule == rule.name)
             ).first()
-            if found is not None and not _is_new(newest, found.labels):
+            if found is not None and found.window_end is not None and newest <= found.window_end:
                 continue  # nothing new since the last evaluation: the state stays as it is
             row = _state(found) if found is not None else None
             after = _next(rule, row, value, now)
@@ -207,20 +207,6 @@ def evaluate(
     return transitions
 
 
-def _seen(window: Window) -> dict[str, Any]:
-    """What an alert row remembers of the newest window it read."""
-    return {"window_id": window.id, "window_end": window.end.isoformat()}
-
-
-def _is_new(newest: dict[str, Any], labels: Any) -> bool:
-    """Whether ``newest`` ends after the window the row last read (rows from before this
-    bookkeeping read none)."""
-    seen = labels.get("window_end") if isinstance(labels, dict) else None
-    if seen is None:
-        return True
-    return dt.datetime.fromisoformat(newest["window_end"]) > dt.datetime.fromisoformat(seen)
-
-
 def _write(
     conn: sa.Connection,
     rule: AlertRule,
@@ -230,9 +216,14 @@ def _write(
     value: float,
     now: dt.datetime,
     evidence: dict[str, Any] | None,
-    seen: dict[str, Any],
+    window_end: dt.datetime,
 ) -> None:
-    values: dict[str, Any] = {"state": after, "value": value, "updated_at": now, "labels": seen}
+    values: dict[str, Any] = {
+        "state": after,
+        "value": value,
+        "updated_at": now,
+        "window_end": window_end,
+    }
     if row is None or row.state != after:
         values["since"] = now
     if after == "firing" and (row is None or row.state != "firing"):

@@ -430,6 +430,8 @@ alert = sa.Table(
     sa.Column("resolved_at", UTCDateTime()),
     sa.Column("updated_at", UTCDateTime()),
     sa.Column("incident_id", sa.String(32)),
+    # 0009: the end of the newest window the rule read; a rule moves only on a newer one.
+    sa.Column("window_end", UTCDateTime()),
     sa.Index("ix_alert_model_rule", "model", "rule"),
 )
 
