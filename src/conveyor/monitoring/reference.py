@@ -16,6 +16,7 @@ the same predictions.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ __all__ = [
     "reference_digest",
     "reference_predictions",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Under the project's state folder (``.conveyor/``).
 CACHE_DIR = "monitoring/reference-predictions"
@@ -136,7 +139,8 @@ def reference_predictions(
 
 
 def _write(path: Path, predictions: npt.NDArray[Any]) -> None:
-    """One ``prediction`` column; written atomically, so a reader never sees half a file."""
+    """One ``prediction`` column; written atomically, so a reader never sees half a file. A
+    folder that cannot be written only costs the cache, never the monitor."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -144,5 +148,11 @@ def _write(path: Path, predictions: npt.NDArray[Any]) -> None:
 
     buffer = io.BytesIO()
     pq.write_table(pa.table({"prediction": predictions}), buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # a read-only project mount (a monitor in a pod): predict next time
+        logger.warning(
+            "reference predictions not cached (%s); they are computed again at the next start",
+            exc,
+        )

@@ -56,6 +56,36 @@ def test_predictions_are_the_bundles_on_a_seeded_sample_and_cached(tmp_path: Pat
     assert first.path.name.startswith(f"churn-v{version}-")
 
 
+def test_a_cache_folder_that_cannot_be_written_costs_only_the_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As in a pod whose project folder is a read-only mount: the answers are computed, and
+    computed again next time."""
+    from conveyor.project import open_project
+
+    (tmp_path / "conveyor.yaml").write_text("project: demo\n")
+    (tmp_path / "not-a-folder").write_text("")
+    reference = reference_frame(100)
+    with open_project(tmp_path) as project:
+        version, digest = register_bundle(project.metadata, project.artifacts)
+        runs = [
+            reference_predictions(
+                project.artifacts,
+                model="churn",
+                version=version,
+                bundle=digest,
+                reference=reference,
+                cache_dir=tmp_path / "not-a-folder" / "cache",
+            )
+            for _ in range(2)
+        ]
+    assert [r.cached for r in runs] == [False, False]
+    np.testing.assert_array_equal(runs[0].predictions, fitted().predict(reference))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("reference predictions not cached (")
+
+
 def test_reference_digest_covers_values_and_names_not_the_index() -> None:
     frame = reference_frame(50)
     assert reference_digest(frame) == reference_digest(frame.set_axis(range(100, 150)))
