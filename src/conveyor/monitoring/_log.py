@@ -604,7 +604,10 @@ def prune_log(root: Path, before: dt.datetime) -> list[Path]:
                 except ValueError:
                     continue
                 if day.is_dir() and start + dt.timedelta(days=1) <= before:
-                    shutil.rmtree(day)
+                    try:
+                        shutil.rmtree(day)
+                    except FileNotFoundError:  # another replica sharing the log pruned it
+                        continue
                     deleted.append(day)
     return deleted
 
