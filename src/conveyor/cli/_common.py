@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import click
     from rich.console import Console
 
     from conveyor.project import Project
 
-__all__ = ["command_path", "console", "open_from_context"]
+__all__ = ["command_path", "console", "open_from_context", "stop_on_signals"]
 
 
 def open_from_context(ctx: click.Context, *, permission: str | None = None) -> Project:
@@ -65,3 +70,17 @@ def console(*, stderr: bool = False) -> Console:
     # Lines of a story or a log are not re-wrapped to the terminal: piped into CI logs they
     # would otherwise break at 80 columns mid-sentence.
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or ^C while the block runs, for long-running commands (the
+    rollout controller, the monitor) to stop between two rounds rather than inside one."""
+    stop = threading.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli._common import console, open_from_context
+from conveyor.cli._common import console, open_from_context, stop_on_signals
 from conveyor.core.identity import current_user
 
 if TYPE_CHECKING:
@@ -161,21 +161,10 @@ def deploy(
 
 def _watch(project: Project, name: str, every: float) -> None:
     """Run the controller until SIGTERM or ^C, then exit 0 between two ticks."""
-    import signal
-    import threading
-
     from conveyor.project._deploy import watch
 
-    stop = threading.Event()
-    # Stop between two ticks, never inside one: a tick is one transaction of the store.
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
+    with stop_on_signals() as stop:
         watch(project, model=name, actor=current_user(), stop=stop, every=every, report=_report)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     console().print(f"rollout controller for {name} stopped")
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli._common import open_from_context
+from conveyor.cli._common import open_from_context, stop_on_signals
 from conveyor.core.env import CONVEYOR_ALERT_WEBHOOK
 from conveyor.monitoring.reference import CACHE_DIR as REFERENCE_CACHE_DIR
 from conveyor.monitoring.reference import DEFAULT_SAMPLE
@@ -339,7 +339,6 @@ def run(
     webhook: str | None,
 ) -> None:
     """Compute windows and evaluate the alert rules, every --interval seconds (or --once)."""
-    import threading
 
     with open_from_context(ctx) as project:
         settings = project.config.monitoring
@@ -367,11 +366,8 @@ def run(
             for t in result.transitions:
                 click.echo(f"  {t.model} {t.rule}: {t.before} -> {t.after} ({t.value:.4g})")
             return
-        stop = threading.Event()
-        try:
+        with stop_on_signals() as stop:  # SIGTERM or ^C: stop between two rounds
             mon.run(stop, interval_s=interval)
-        except KeyboardInterrupt:
-            stop.set()
 
 
 @monitor.command(name="status")

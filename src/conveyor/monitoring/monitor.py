@@ -132,11 +132,25 @@ class Monitor:
         """The models monitored now, and what each one's windows are compared with."""
         return self._specs() if callable(self._specs) else self._specs
 
-    def run(self, stop: threading.Event, *, interval_s: float = 60.0) -> None:
-        """Run rounds every ``interval_s`` of wall time until ``stop`` is set."""
+    def run(self, stop: threading.Event, *, interval_s: float = 60.0) -> int:
+        """Run rounds every ``interval_s`` of wall time until ``stop`` is set.
+
+        A round the store cannot serve (a restarting database, a lost race between two
+        monitors) is logged, and the next round tries again: the monitor outlives an outage
+        of what it watches. Returns how many rounds failed so.
+        """
+        from conveyor.core.errors import InfrastructureError
+        from conveyor.store.metadata import TransactionConflictError
+
+        failed = 0
         while not stop.is_set():
-            self.run_once()
+            try:
+                self.run_once()
+            except (InfrastructureError, TransactionConflictError) as exc:
+                failed += 1
+                logger.warning("monitor: round failed, trying again in %g s: %s", interval_s, exc)
             stop.wait(interval_s)
+        return failed
 
     def _window(
         self,

@@ -137,3 +137,32 @@ def test_run_once_over_a_span_stores_that_window_once(
     assert again.transitions == []
     with pytest.raises(UsageError, match="has not ended yet"):
         mon.run_once(span=(t0, now + dt.timedelta(seconds=1)))
+
+
+def test_a_round_the_store_cannot_serve_is_tried_again(
+    sqlite_store: MetadataStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from conveyor.core.errors import InfrastructureError
+    from conveyor.monitoring import Monitor
+
+    stop = threading.Event()
+    rounds: list[int] = []
+
+    def specs() -> dict[str, object]:  # called at the start of every round
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise InfrastructureError("the metadata store is unreachable", hint="start it")
+        if len(rounds) == 3:
+            stop.set()
+        if len(rounds) == 4:
+            raise ValueError("a bug is not an outage")
+        return {}
+
+    mon = Monitor(sqlite_store, [], log_root=tmp_path, specs=specs)  # type: ignore[arg-type]
+    assert mon.run(stop, interval_s=0.001) == 1
+    assert rounds == [0, 1, 2]
+    assert "round failed, trying again in 0.001 s: the metadata store is unreachable" in caplog.text
+    with pytest.raises(ValueError, match="a bug"):
+        mon.run(threading.Event(), interval_s=0.001)
