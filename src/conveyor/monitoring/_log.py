@@ -38,7 +38,7 @@ import uuid
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import ConfigError
@@ -655,40 +655,51 @@ _MERGED_ROW_GROUP = 100_000
 
 def _merge(parts: list[Path], *, upto: int) -> Path:
     """One file of a writer's ``parts`` of one window, named for the last part it holds; the
-    parts are deleted once it is in place. Parts are streamed, about a row group at a time, so
-    a busy window is never whole in memory (unless its parts disagree on a column's type)."""
+    parts are deleted once it is on disk (written atomically and synced, so a crash loses
+    neither). Parts are streamed, about a row group at a time, so a busy window is never whole
+    in memory (unless its parts disagree on a column's type)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from conveyor.core.atomic import atomic_write
 
     stamp, writer, _ = parts[0].stem.split("-")
     target = parts[0].with_name(f"{stamp}-{writer}-c{upto:08d}.parquet")
     if len(parts) == 1:
         os.replace(parts[0], target)
         return target
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        schema = pa.unify_schemas(
-            [pq.read_schema(part) for part in parts], promote_options="permissive"
-        )
-        with pq.ParquetWriter(tmp, schema) as out:
-            group: list[pa.Table] = []
-            rows = 0
-            for part in parts:
-                table = _conform(pq.read_table(part), schema)
-                group.append(table)
-                rows += table.num_rows
-                if rows >= _MERGED_ROW_GROUP:
-                    out.write_table(pa.concat_tables(group))
-                    group, rows = [], 0
-            if group:
-                out.write_table(pa.concat_tables(group))
+        with atomic_write(target) as fh:
+            _stream(parts, fh)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         # A column of two kinds (a number in one part, text in another): merged in memory.
-        pq.write_table(_concat([pq.read_table(part) for part in parts]), tmp)
-    os.replace(tmp, target)
+        with atomic_write(target) as fh:
+            pq.write_table(_concat([pq.read_table(part) for part in parts]), fh)
     for part in parts:
         part.unlink(missing_ok=True)
     return target
+
+
+def _stream(parts: list[Path], out: IO[bytes]) -> None:
+    """``parts`` into one Parquet file, under the schema they all fit."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas(
+        [pq.read_schema(part) for part in parts], promote_options="permissive"
+    )
+    with pq.ParquetWriter(out, schema) as writer:
+        group: list[pa.Table] = []
+        rows = 0
+        for part in parts:
+            table = _conform(pq.read_table(part), schema)
+            group.append(table)
+            rows += table.num_rows
+            if rows >= _MERGED_ROW_GROUP:
+                writer.write_table(pa.concat_tables(group))
+                group, rows = [], 0
+        if group:
+            writer.write_table(pa.concat_tables(group))
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
