@@ -320,6 +320,14 @@ def test_a_driven_canary_without_traffic_fails_back_to_stable(
     )
 
 
+def test_watch_with_json_is_a_one_line_usage_error(
+    snapshots: dict[str, Path], tmp_path: Path
+) -> None:
+    project = _copy(snapshots, "one_candidate", tmp_path)
+    line = _error_line(conveyor("rollout", "run", "churn", "--watch", "--json", cwd=project), 2)
+    assert "--json prints one final outcome, and --watch has none" in line
+
+
 def test_the_watching_controller_drives_each_rollout_as_it_starts(
     snapshots: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -372,7 +372,12 @@ def run(ctx: click.Context, name: str, every: float, as_json: bool, watch: bool)
     from conveyor.project._deploy import drive
 
     if watch and as_json:
-        raise click.UsageError("--json prints one final outcome; --watch has none")
+        from conveyor.core.errors import UsageError
+
+        raise UsageError(
+            "--json prints one final outcome, and --watch has none",
+            hint="drop --json: the watching controller reports each outcome as it comes",
+        )
     with open_from_context(ctx) as project:
         if watch:
             _watch(project, name, every)
